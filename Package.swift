@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Polyglot",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Polyglot", targets: ["Polyglot"]),
+        .library(name: "PolyglotSQLite", targets: ["PolyglotSQLite"]),
+        .library(name: "PolyglotTesting", targets: ["PolyglotTesting"]),
+        .executable(name: "polyglot", targets: ["polyglot"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "Polyglot",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "PolyglotSQLite",
+            dependencies: [
+                "Polyglot",
+                // Only for its bundled SQLite (3.5x, FTS5, JSON); we drive the C API ourselves.
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "PolyglotTesting",
+            dependencies: ["Polyglot"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "polyglot",
+            dependencies: [
+                "Polyglot", "PolyglotSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "PolyglotBenchmarks",
+            dependencies: ["Polyglot", "PolyglotSQLite", .product(name: "SQLiteNIO", package: "sqlite-nio")],
+            path: "Benchmarks/PolyglotBenchmarks",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PolyglotTests",
+            dependencies: ["Polyglot", "PolyglotTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PolyglotSQLiteTests",
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotTesting"],
+            swiftSettings: strict
+        ),
+    ]
+)

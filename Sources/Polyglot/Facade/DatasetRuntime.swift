@@ -1,0 +1,200 @@
+import Foundation
+import Synchronization
+
+/// Everything the facade keeps for one dataset: its store, projections, cache and telemetry recorders.
+final class DatasetRuntime: Sendable {
+    let spec: DatasetSpec
+    let engineName: String
+    let telemetry: Telemetry
+    let documents: (any DocumentStore)?
+    let keyValue: (any KeyValueStore)?
+    let vectors: (any VectorStore)?
+    let table: (any TableStore)?
+    let graph: (any GraphStore)?
+    let timeSeries: (any TimeSeriesStore)?
+    let search: (any SearchIndex)?
+    let projectedVectors: (any VectorStore)?
+    let projectedGraph: (any GraphStore)?
+    let cache: ReadThroughCache?
+    private let recorders = Mutex<[String: Telemetry.Recorder]>([:])
+
+    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry) throws {
+        self.spec = spec
+        self.engineName = spec.engine
+        self.telemetry = telemetry
+        let engine = engines[spec.engine]!
+        documents = spec.model == .documents ? try engine.documentStore(for: spec) : nil
+        keyValue = spec.model == .keyValue ? try engine.keyValueStore(for: spec) : nil
+        vectors = spec.model == .vectors ? try engine.vectorStore(for: spec) : nil
+        table = spec.model == .table ? try engine.tableStore(for: spec) : nil
+        graph = spec.model == .graph ? try engine.graphStore(for: spec) : nil
+        timeSeries = spec.model == .timeSeries ? try engine.timeSeriesStore(for: spec) : nil
+        search = try spec.projection(.search).map { try engines[$0.engine]!.searchIndex(for: spec) }
+        projectedVectors = try spec.projection(.vectors).map { try engines[$0.engine]!.projectedVectors(for: spec) }
+        projectedGraph = try spec.projection(.graph).map { try engines[$0.engine]!.projectedGraph(for: spec) }
+        if let p = spec.projection(.cache) {
+            cache = ReadThroughCache(backend: try engines[p.engine]!.cacheBackend(), engine: p.engine, dataset: spec.name,
+                                     ttl: p.ttl ?? .seconds(300), jitter: p.jitter)
+        } else {
+            cache = nil
+        }
+    }
+
+    /// The telemetry recorder for an operation on this dataset's source engine.
+    func recorder(_ operation: String, engine: String? = nil) -> Telemetry.Recorder {
+        let name = engine.map { "\($0)/\(operation)" } ?? operation
+        return recorders.withLock { map in
+            if let r = map[name] { return r }
+            let r = telemetry.recorder(OperationKey(dataset: spec.name, engine: engine ?? engineName, operation: operation))
+            map[name] = r
+            return r
+        }
+    }
+
+    func measure<R>(_ operation: String, engine: String? = nil, _ body: () async throws -> R,
+                    size: (R) -> (rows: Int, bytes: Int) = { _ in (0, 0) }) async throws -> R {
+        try await recorder(operation, engine: engine).measure(body, size: size)
+    }
+
+    // MARK: Input rules
+
+    func checkKey(_ key: String, what: String = "id") throws {
+        if key.isEmpty {
+            throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': an empty \(what) is not allowed.", fix: "Use a non-empty \(what).")
+        }
+        let n = key.utf8.count
+        if n > spec.maxKeyBytes {
+            throw PolyglotError(.limitExceeded, "Dataset '\(spec.name)': the \(what) is \(n) bytes; the limit is \(spec.maxKeyBytes).",
+                                fix: "Use a shorter \(what) (hash long natural keys), or raise `maxKeyBytes:` for the dataset.")
+        }
+    }
+
+    func checkValueSize(_ n: Int, key: String) throws {
+        if n > spec.maxValueBytes {
+            throw PolyglotError(.limitExceeded, "Dataset '\(spec.name)': the value for '\(key)' is \(n) bytes; the limit is \(spec.maxValueBytes).",
+                                fix: "Store large blobs elsewhere and keep a reference, or raise `maxValueBytes:` for the dataset.")
+        }
+    }
+
+    func checkTTL(_ ttl: Duration?) throws {
+        if let ttl, ttl <= .zero {
+            throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': ttl \(ttl) is not positive.",
+                                fix: "Pass a positive ttl such as .seconds(30), or nil for no expiry.")
+        }
+    }
+
+    /// Checks a document body: a JSON object whose declared fields have their declared types.
+    func checkDocument(_ json: JSON, id: String) throws {
+        guard case .object = json else {
+            throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': document '\(id)' is a JSON \(json.typeName); documents must be JSON objects.",
+                                fix: "Wrap the value in an object, e.g. {\"value\": ...}.")
+        }
+        try checkFields(json, key: id)
+    }
+
+    func checkFields(_ json: JSON, key: String) throws {
+        for field in spec.fields {
+            let value = json[FieldPath(field.name)]
+            if value == nil || value == .null {
+                if !field.nullable {
+                    throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': '\(key)' has no value for required field '\(field.name)'.",
+                                        fix: "Set '\(field.name)' (\(field.type.rawValue)), or declare it without '!' to allow null.")
+                }
+                continue
+            }
+            if !field.type.accepts(value!) {
+                throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': field '\(field.name)' of '\(key)' is a JSON \(value!.typeName), but it is declared \(field.type.rawValue).",
+                                    fix: "Send a \(field.type.rawValue) for '\(field.name)', or change its declared type in the data map.")
+            }
+        }
+    }
+
+    /// Checks a filter's paths and, where fields are declared, that it names declared fields with fitting operands.
+    func checkFilter(_ filter: Filter, allowing extra: Set<String> = []) throws {
+        try filter.validate()
+        guard !spec.fields.isEmpty else { return }
+        let declared = spec.fields.map(\.name)
+        func check(_ f: Filter) throws {
+            switch f {
+            case .all: return
+            case .and(let fs), .or(let fs): try fs.forEach(check)
+            case .not(let inner): try check(inner)
+            case .exists(let p): try field(p)
+            case .hasPrefix(let p, _):
+                if let spec = try field(p), spec.type != .string, spec.type != .json {
+                    throw mismatch(p, spec, "a string prefix")
+                }
+            case .compare(let p, _, let v):
+                if let spec = try field(p), !spec.type.accepts(v) { throw mismatch(p, spec, "a \(v.typeName)") }
+            case .isIn(let p, let vs):
+                if let spec = try field(p), let bad = vs.first(where: { !spec.type.accepts($0) }) { throw mismatch(p, spec, "a \(bad.typeName)") }
+            }
+        }
+        @discardableResult
+        func field(_ p: FieldPath) throws -> FieldSpec? {
+            let name = p.description
+            if extra.contains(name) { return nil }
+            if let f = spec.field(name) { return f }
+            if let f = spec.fields.first(where: { name.hasPrefix($0.name + ".") }), f.type == .json { return nil }
+            let word = spec.model == .table ? "column" : "field"
+            throw PolyglotError(.invalidFilter, "Dataset '\(spec.name)' has no declared \(word) '\(name)' (declared: \(declared.joined(separator: ", "))).",
+                                fix: spec.model == .table ? "Filter on a declared column, or add the column to `columns:`."
+                                    : "Filter on a declared field, or add '\(name)' under `fields:` in the data map (that also indexes it).")
+        }
+        func mismatch(_ p: FieldPath, _ f: FieldSpec, _ got: String) -> PolyglotError {
+            PolyglotError(.invalidFilter, "Dataset '\(spec.name)': the filter compares '\(p)', declared \(f.type.rawValue), with \(got).",
+                          fix: "Compare '\(p)' with a \(f.type.rawValue) value.")
+        }
+        try check(filter)
+    }
+
+    func checkWrite() throws { try TransactionScope.checkWrite(to: engineName, dataset: spec.name) }
+}
+
+/// Read-through caching for one documents dataset: single flight on concurrent misses, and fills that never
+/// put an older version over a newer one or over a newer invalidation.
+final class ReadThroughCache: Sendable {
+    let backend: any CacheBackend
+    let engine: String
+    let dataset: String
+    let ttl: Duration
+    let jitter: Double
+    private let inFlight = Mutex<[String: Task<Document?, any Error>]>([:])
+
+    init(backend: any CacheBackend, engine: String, dataset: String, ttl: Duration, jitter: Double) {
+        self.backend = backend; self.engine = engine; self.dataset = dataset; self.ttl = ttl; self.jitter = jitter
+    }
+
+    func key(_ id: String) -> String { "doc\u{1F}\(dataset)\u{1F}\(id)" }
+
+    /// Returns the cached document, or loads it once for all concurrent callers and fills the cache.
+    func get(_ id: String, load: @escaping @Sendable () async throws -> Document?) async throws -> (Document?, hit: Bool) {
+        let k = key(id)
+        if let entry = try await backend.lookup(k) { return (Document(id: id, version: entry.version, data: entry.data), true) }
+        let (task, leader) = inFlight.withLock { map -> (Task<Document?, any Error>, Bool) in
+            if let t = map[k] { return (t, false) }
+            let backend = self.backend, ttl = self.ttl
+            let t = Task<Document?, any Error> {
+                let started = ContinuousClock.now
+                let doc = try await load()
+                if let doc {
+                    _ = try? await backend.fill(k, CachedEntry(version: doc.version, data: doc.data), ttl: ttl, loadStartedAt: started)
+                }
+                return doc
+            }
+            map[k] = t
+            return (t, true)
+        }
+        defer {
+            if leader { inFlight.withLock { map in if map[k] == task { map[k] = nil } } }
+        }
+        return (try await task.value, false)
+    }
+
+    func invalidate(_ id: String, version: Int64) async throws {
+        let k = key(id)
+        // A load already in flight may have read the old version: later callers must not join it.
+        inFlight.withLock { _ = $0.removeValue(forKey: k) }
+        try await backend.invalidate(k, version: version, ttl: ttl)
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The entry point: opens every engine of a data map and routes each dataset operation to its engine,
+/// with validation, caching and telemetry.
+///
+/// ```swift
+/// var registry = EngineRegistry.builtIn
+/// registry.register(SQLiteEngine.self)
+/// let db = try await Polyglot(map: DataMap(contentsOf: "polyglot.yml"), registry: registry)
+/// let products = try db.documents("products")
+/// let token = try await products.put("p1", ["name": "Red shoe", "price": 59])
+/// let p = try await products.get("p1")
+/// try await db.transaction(on: "primary") {
+///     try await db.documents("products").put("p2", ["name": "Blue shoe", "price": 49])
+///     try await db.keyValue("sessions").set("s1", "p2")
+/// }
+/// ```
+///
+/// `Polyglot` is a swift-service-lifecycle `Service`: `run()` persists telemetry every
+/// `telemetry.flushInterval` until cancelled, then flushes once more.
+public final class Polyglot: Service, Sendable {
+    public let map: DataMap
+    public let telemetry: Telemetry
+    let engines: [String: any Engine]
+    let runtimes: [String: DatasetRuntime]
+    let logger: Logger
+    let historyStore: (any TelemetryHistoryStore)?
+
+    /// Validates the map, opens its engines and prepares every dataset's schema.
+    public init(map: DataMap, registry: EngineRegistry = .builtIn,
+                logger: Logger = Logger(label: "polyglot")) async throws {
+        try map.validate(registry: registry)
+        self.map = map
+        self.logger = logger
+        let telemetry = Telemetry()
+        self.telemetry = telemetry
+        var engines: [String: any Engine] = [:]
+        do {
+            for spec in map.engines {
+                engines[spec.name] = try await registry.open(spec, context: EngineContext(logger: logger))
+            }
+            for (name, engine) in engines {
+                try await engine.prepare(map.datasets.filter { $0.engine == name })
+                if let cache = try? engine.cacheBackend() {
+                    telemetry.registerCache(name) { cache.stats() }
+                }
+            }
+            var runtimes: [String: DatasetRuntime] = [:]
+            for ds in map.datasets {
+                runtimes[ds.name] = try DatasetRuntime(spec: ds, engines: engines, telemetry: telemetry)
+            }
+            self.runtimes = runtimes
+            let storeName = map.telemetry.store
+                ?? map.engines.first { (try? engines[$0.name]?.telemetryHistory()) != nil }?.name
+            historyStore = storeName.flatMap { try? engines[$0]?.telemetryHistory() }
+        } catch {
+            for engine in engines.values { try? await engine.close() }
+            throw error
+        }
+        self.engines = engines
+        logger.info("polyglot opened", metadata: ["engines": "\(map.engines.count)", "datasets": "\(map.datasets.count)"])
+    }
+
+    func runtime(_ name: String, _ model: DataModel, _ operation: String) throws -> DatasetRuntime {
+        guard let rt = runtimes[name] else { throw PolyglotError.unknownDataset(name, known: Array(runtimes.keys)) }
+        guard rt.spec.model == model else { throw PolyglotError.wrongModel(name, is: rt.spec.model, wanted: model, operation: operation) }
+        return rt
+    }
+
+    /// A documents dataset as untyped JSON.
+    public func documents(_ name: String) throws -> DocumentCollection {
+        DocumentCollection(runtime: try runtime(name, .documents, "documents(\"\(name)\")"))
+    }
+
+    /// A documents dataset through a Codable type.
+    public func documents<T: Codable & Sendable>(_ name: String, as type: T.Type) throws -> TypedDocumentCollection<T> {
+        TypedDocumentCollection(base: try documents(name))
+    }
+
+    public func keyValue(_ name: String) throws -> KeyValueCollection {
+        KeyValueCollection(runtime: try runtime(name, .keyValue, "keyValue(\"\(name)\")"))
+    }
+
+    public func vectors(_ name: String) throws -> VectorCollection {
+        VectorCollection(runtime: try runtime(name, .vectors, "vectors(\"\(name)\")"))
+    }
+
+    public func table(_ name: String) throws -> TableCollection {
+        TableCollection(runtime: try runtime(name, .table, "table(\"\(name)\")"))
+    }
+
+    public func graph(_ name: String) throws -> GraphCollection {
+        GraphCollection(runtime: try runtime(name, .graph, "graph(\"\(name)\")"))
+    }
+
+    public func timeSeries(_ name: String) throws -> TimeSeriesCollection {
+        TimeSeriesCollection(runtime: try runtime(name, .timeSeries, "timeSeries(\"\(name)\")"))
+    }
+
+    func engine(_ name: String) throws -> any Engine {
+        guard let e = engines[name] else {
+            throw PolyglotError(.unknownEngine, "Unknown engine '\(name)' (engines: \(engines.keys.sorted().joined(separator: ", "))).",
+                                fix: "Name an engine declared under `engines:`.")
+        }
+        return e
+    }
+
+    /// Parameterized SQL on a SQL engine, measured under the dataset name `sql`.
+    ///
+    /// ```swift
+    /// let rows = try await db.sql(on: "primary", "SELECT customer, sum(total) AS t FROM orders WHERE total > ? GROUP BY customer", [100])
+    /// ```
+    public func sql(on engineName: String, _ statement: String, _ parameters: [JSON] = []) async throws -> [Row] {
+        let executor = try engine(engineName).sqlExecutor()
+        return try await telemetry.recorder(OperationKey(dataset: "sql", engine: engineName, operation: "execute"))
+            .measure({ try await executor.execute(statement, parameters) }, size: { ($0.count, 0) })
+    }
+
+    /// Runs `body` as one ACID transaction on one engine. Every write that `body` makes to datasets of that
+    /// engine, through this `Polyglot`, commits together or not at all. There are no cross-engine transactions:
+    /// writing a dataset of another engine inside `body` throws.
+    public func transaction<R: Sendable>(on engineName: String, _ body: @Sendable () async throws -> R) async throws -> R {
+        let engine = try engine(engineName)
+        return try await telemetry.recorder(OperationKey(dataset: "*", engine: engineName, operation: "transaction")).measure {
+            try await TransactionScope.$current.withValue(engineName) {
+                try await engine.withTransaction(body)
+            }
+        }
+    }
+
+    /// Liveness of every engine, with the time its probe took.
+    public func health() async -> [(engine: String, ok: Bool, latency: Duration, error: String?)] {
+        var out: [(String, Bool, Duration, String?)] = []
+        for name in engines.keys.sorted() {
+            let start = ContinuousClock.now
+            do { try await engines[name]!.ping(); out.append((name, true, .now - start, nil)) }
+            catch { out.append((name, false, .now - start, "\(error)")) }
+        }
+        return out
+    }
+
+    /// Persists the telemetry recorded since the previous flush into the telemetry store engine.
+    public func flushTelemetry() async throws {
+        guard let historyStore else { return }
+        let records = telemetry.drainInterval()
+        guard !records.isEmpty else { return }
+        do { try await historyStore.append(records) } catch {
+            telemetry.restore(records)
+            throw error
+        }
+    }
+
+    /// Telemetry history persisted by this and earlier processes.
+    public func telemetryHistory(since: Date = .distantPast) async throws -> [TelemetryRecord] {
+        guard let historyStore else {
+            throw PolyglotError(.missingCapability, "No engine of this data map keeps telemetry history.",
+                                fix: "Add a sqlite engine, or set `telemetry.store:` to one.")
+        }
+        return try await historyStore.records(since: since)
+    }
+
+    public func run() async throws {
+        let interval = map.telemetry.flushInterval
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: interval)
+            do { try await flushTelemetry() } catch { logger.warning("telemetry flush failed", metadata: ["error": "\(error)"]) }
+        }
+        try? await flushTelemetry()
+    }
+
+    /// Flushes telemetry and closes every engine.
+    public func close() async throws {
+        do { try await flushTelemetry() } catch { logger.warning("telemetry flush failed", metadata: ["error": "\(error)"]) }
+        for engine in engines.values { try await engine.close() }
+    }
+}
+
+/// Which engine's transaction the current task is inside.
+enum TransactionScope {
+    @TaskLocal static var current: String?
+
+    static func checkWrite(to engine: String, dataset: String) throws {
+        if let current, current != engine {
+            throw PolyglotError(.transactionFailed,
+                                "Dataset '\(dataset)' lives on engine '\(engine)', but this transaction is on '\(current)'. Polyglot has no cross-engine transactions.",
+                                fix: "Write '\(dataset)' after the transaction commits; derived copies on other engines are kept in step by projections.")
+        }
+    }
+}

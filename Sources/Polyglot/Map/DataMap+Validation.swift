@@ -1,0 +1,152 @@
+extension DataMap {
+    /// Checks the map for mistakes, and each engine's kind against the capabilities the registry knows.
+    /// Throws one ``PolyglotError`` (`.invalidDataMap`, `.unknownEngine`, `.missingCapability`) listing every problem found.
+    public func validate(registry: EngineRegistry) throws {
+        var problems: [PolyglotError] = []
+        func problem(_ code: PolyglotError.Code, _ message: String, fix: String) {
+            problems.append(PolyglotError(code, message, fix: fix))
+        }
+        func problem(_ message: String, fix: String) { problem(.invalidDataMap, message, fix: fix) }
+        let engineNames = engines.map(\.name).sorted().joined(separator: ", ")
+
+        var seenEngines = Set<String>()
+        for engine in engines {
+            if !seenEngines.insert(engine.name).inserted {
+                problem("Engine '\(engine.name)' is declared twice.", fix: "Give each engine a unique name.")
+            }
+            if registry.capabilities(ofKind: engine.kind) == nil {
+                problem(.unknownEngineKind, "Engine '\(engine.name)' has kind '\(engine.kind)', which no registered engine provides (known kinds: \(registry.kinds.sorted().joined(separator: ", "))).",
+                        fix: "Use a known kind, or register the engine module (e.g. `registry.register(SQLiteEngine.self)`).")
+            }
+        }
+        var seenDatasets = Set<String>()
+        for ds in datasets {
+            let at = "Dataset '\(ds.name)'"
+            if !seenDatasets.insert(ds.name).inserted {
+                problem("\(at) is declared twice.", fix: "Give each dataset a unique name.")
+            }
+            guard let engine = engine(named: ds.engine) else {
+                problem(.unknownEngine, "\(at) is on engine '\(ds.engine)', which is not declared (engines: \(engineNames)).",
+                        fix: "Declare '\(ds.engine)' under `engines:` or point `engine:` at one of the declared engines.")
+                continue
+            }
+            let caps = registry.capabilities(ofKind: engine.kind) ?? []
+            let needed = Capability.forModel(ds.model)
+            if registry.capabilities(ofKind: engine.kind) != nil, !caps.contains(needed) {
+                let able = engines.filter { (registry.capabilities(ofKind: $0.kind) ?? []).contains(needed) }.map(\.name)
+                problem(.missingCapability, "\(at) is a \(ds.model.rawValue) dataset, but engine '\(engine.name)' (\(engine.kind)) cannot hold \(ds.model.rawValue).",
+                        fix: able.isEmpty ? "Add an engine that supports \(ds.model.rawValue), e.g. kind sqlite." : "Move it to one of: \(able.joined(separator: ", ")).")
+            }
+            if let ttl = ds.ttl, ttl <= .zero {
+                problem("\(at) has ttl \(ttl), which is not positive.", fix: "Use a positive duration such as 30s or 15m, or remove `ttl:`.")
+            }
+            if let r = ds.retention, r <= .zero {
+                problem("\(at) has retention \(r), which is not positive.", fix: "Use a positive duration such as 7d, or remove `retention:`.")
+            }
+            if ds.ttl != nil, ds.model != .keyValue {
+                problem("\(at) sets `ttl:`, which only key-value datasets use.", fix: "Remove it, or put a cache projection with a ttl on the dataset.")
+            }
+            if ds.retention != nil, ds.model != .timeSeries {
+                problem("\(at) sets `retention:`, which only time-series datasets use.", fix: "Remove `retention:`.")
+            }
+            if ds.maxKeyBytes <= 0 || ds.maxValueBytes <= 0 {
+                problem("\(at) has a size limit of 0 or less.", fix: "Set maxKeyBytes and maxValueBytes to positive byte counts.")
+            }
+            if ds.model == .vectors {
+                if let d = ds.dimension {
+                    if !(1...4096).contains(d) { problem("\(at) has dimension \(d); it must be 1 to 4096.", fix: "Set `dimension:` to the length of your embeddings.") }
+                } else {
+                    problem("\(at) is a vectors dataset with no `dimension:`.", fix: "Add `dimension:` with the length of your embeddings, e.g. 384.")
+                }
+            }
+            if ds.model == .table {
+                if ds.fields.isEmpty {
+                    problem("\(at) is a table with no `columns:`.", fix: "Declare its columns, e.g. `columns: { id: integer!, total: number }`.")
+                }
+                if let pk = ds.primaryKey, ds.field(pk) == nil {
+                    problem("\(at) has primaryKey '\(pk)', which is not among its columns.", fix: "Declare '\(pk)' under `columns:` or pick a declared column.")
+                }
+                if ds.primaryKey == nil {
+                    problem("\(at) is a table with no `primaryKey:`.", fix: "Name the column that identifies a row, e.g. `primaryKey: id`.")
+                }
+            }
+            if ds.model == .documents, ds.fields.contains(where: { $0.name == "id" }) {
+                problem("\(at) declares a field named 'id', which is reserved for the document id.", fix: "Rename the field.")
+            }
+            var seenFields = Set<String>()
+            for f in ds.fields {
+                if !seenFields.insert(f.name).inserted { problem("\(at) declares field '\(f.name)' twice.", fix: "Keep one declaration.") }
+                do { try FieldPath(f.name).validate() } catch {
+                    problem("\(at) declares field '\(f.name)', which is not a valid field path.", fix: "Use letters, digits, '_' and '.' only.")
+                }
+            }
+            for p in ds.projections {
+                validateProjection(p, of: ds, registry: registry, problem: { problems.append($0) })
+            }
+        }
+        if let store = telemetry.store, engine(named: store) == nil {
+            problem(.unknownEngine, "`telemetry.store` names engine '\(store)', which is not declared.", fix: "Name a declared engine, e.g. the primary.")
+        }
+        if telemetry.flushInterval <= .zero {
+            problem("`telemetry.flushInterval` must be positive.", fix: "Use e.g. 60s.")
+        }
+        guard !problems.isEmpty else { return }
+        if problems.count == 1 { throw problems[0] }
+        let code = problems.allSatisfy { $0.code == problems[0].code } ? problems[0].code : .invalidDataMap
+        throw PolyglotError(code, "The data map has \(problems.count) problems:\n" + problems.map { "- \($0.description)" }.joined(separator: "\n"))
+    }
+
+    private func validateProjection(_ p: ProjectionSpec, of ds: DatasetSpec, registry: EngineRegistry, problem: (PolyglotError) -> Void) {
+        let at = "Dataset '\(ds.name)', projection \(p.kind.rawValue)"
+        guard let engine = engine(named: p.engine) else {
+            problem(PolyglotError(.unknownEngine, "\(at) is on engine '\(p.engine)', which is not declared.",
+                                  fix: "Declare it under `engines:` or name a declared engine."))
+            return
+        }
+        if ds.model != .documents {
+            problem(PolyglotError(.invalidDataMap, "\(at): projections apply to documents datasets; '\(ds.name)' is \(ds.model.rawValue).",
+                                  fix: "Move the projection to a documents dataset, or remove it."))
+        }
+        if let caps = registry.capabilities(ofKind: engine.kind), !caps.contains(Capability.forProjection(p.kind)) {
+            problem(PolyglotError(.missingCapability, "\(at) is on engine '\(engine.name)' (\(engine.kind)), which cannot hold a \(p.kind.rawValue) projection.",
+                                  fix: p.kind == .cache ? "Put the cache on a `memory` engine." : "Put it on an engine that supports \(p.kind.rawValue), e.g. the sqlite primary."))
+        }
+        switch p.kind {
+        case .cache:
+            if let ttl = p.ttl, ttl <= .zero {
+                problem(PolyglotError(.invalidDataMap, "\(at) has ttl \(ttl), which is not positive.", fix: "Use a positive duration such as 5m."))
+            }
+            if !(0...0.5).contains(p.jitter) {
+                problem(PolyglotError(.invalidDataMap, "\(at) has jitter \(p.jitter); it must be between 0 and 0.5.", fix: "Use e.g. 0.1 (±10% of the ttl)."))
+            }
+        case .search:
+            if p.fields.isEmpty {
+                problem(PolyglotError(.invalidDataMap, "\(at) names no `fields:` to index.", fix: "List the text fields, e.g. `fields: [name, description]`."))
+            }
+        case .vectors:
+            if p.dimension == nil {
+                problem(PolyglotError(.invalidDataMap, "\(at) has no `dimension:`.", fix: "Add `dimension:`, e.g. 64 for the built-in hashing embedder."))
+            } else if let d = p.dimension, !(1...4096).contains(d) {
+                problem(PolyglotError(.invalidDataMap, "\(at) has dimension \(d); it must be 1 to 4096.", fix: "Use the length of your embeddings."))
+            }
+            if p.fields.isEmpty, p.vectorField == nil {
+                problem(PolyglotError(.invalidDataMap, "\(at) says neither which `fields:` to embed nor which `vectorField:` holds the embedding.",
+                                      fix: "Add `fields: [name, description]` (built-in embedder) or `vectorField: embedding`."))
+            }
+        case .graph:
+            if p.edgeField == nil {
+                problem(PolyglotError(.invalidDataMap, "\(at) has no `edgeField:`.", fix: "Name the document field that lists linked ids, e.g. `edgeField: related`."))
+            }
+        case .analytics, .stream:
+            break
+        }
+        if p.kind != .cache, p.engine != ds.engine {
+            problem(PolyglotError(.invalidDataMap, "\(at) is on engine '\(p.engine)', but the dataset is on '\(ds.engine)'. Projections on another engine need the outbox relay, which this version does not have yet.",
+                                  fix: "Put the \(p.kind.rawValue) projection on '\(ds.engine)' for now."))
+        }
+        if p.kind == .analytics || p.kind == .stream {
+            problem(PolyglotError(.invalidDataMap, "\(at): \(p.kind.rawValue) projections need the outbox relay, which this version does not have yet.",
+                                  fix: "Remove the projection for now."))
+        }
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import Yams
+
+extension DataMap {
+    /// Loads a data map from a `polyglot.yml` file. Relative engine paths are resolved against the file's folder,
+    /// then environment overrides are applied (see ``applyingEnvironment(_:)``).
+    public init(contentsOf path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw PolyglotError(.invalidDataMap, "Cannot read data map '\(path)': \(error.localizedDescription).",
+                                fix: "Check the path, or run `polyglot quickstart` to create an example map.")
+        }
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try self.init(yaml: text, baseDirectory: folder)
+        self = applyingEnvironment(environment)
+    }
+
+    /// Parses a data map from YAML text. Relative engine paths are resolved against `baseDirectory` when given.
+    ///
+    /// ```yaml
+    /// engines:
+    ///   primary: { kind: sqlite, path: app.sqlite }
+    ///   cache:   { kind: memory, options: { maxEntries: 10000 } }
+    /// datasets:
+    ///   products:
+    ///     model: documents
+    ///     engine: primary
+    ///     fields: { price: number, category: string }
+    ///     projections:
+    ///       - { kind: cache, engine: cache, ttl: 5m }
+    ///       - { kind: search, engine: primary, fields: [name, description] }
+    ///   sessions: { model: keyValue, engine: primary, ttl: 30m }
+    /// ```
+    public init(yaml: String, baseDirectory: String? = nil) throws {
+        let root: Node?
+        do { root = try Yams.compose(yaml: yaml) } catch {
+            throw PolyglotError(.invalidDataMap, "The data map is not valid YAML: \(error).",
+                                fix: "Fix the YAML syntax at the line shown (indentation and ':' are the usual causes).")
+        }
+        guard let root, let top = root.mapping else {
+            throw PolyglotError(.invalidDataMap, "The data map must be a YAML mapping with `engines:` and `datasets:`.",
+                                fix: "Start from the example that `polyglot quickstart` writes.")
+        }
+        let reader = YAMLReader()
+        try reader.allowOnly(["engines", "datasets", "telemetry"], in: top, at: "the data map")
+        var engines: [EngineSpec] = []
+        if let node = top["engines"] {
+            for (name, body) in try reader.namedEntries(node, at: "engines") {
+                engines.append(try reader.engine(name: name, body, baseDirectory: baseDirectory))
+            }
+        }
+        var datasets: [DatasetSpec] = []
+        if let node = top["datasets"] {
+            for (name, body) in try reader.namedEntries(node, at: "datasets") {
+                datasets.append(try reader.dataset(name: name, body))
+            }
+        }
+        var telemetry = TelemetrySpec()
+        if let node = top["telemetry"] {
+            guard let m = node.mapping else { throw reader.error("telemetry", "must be a mapping") }
+            try reader.allowOnly(["flushInterval", "store"], in: m, at: "telemetry")
+            if let v = m["flushInterval"] { telemetry.flushInterval = try reader.duration(v, at: "telemetry.flushInterval") }
+            if let v = m["store"] { telemetry.store = try reader.string(v, at: "telemetry.store") }
+        }
+        self.init(engines: engines, datasets: datasets, telemetry: telemetry)
+    }
+
+    /// Parses a duration such as `500ms`, `30s`, `5m`, `2h` or `7d`; a bare number means seconds.
+    public static func parseDuration(_ text: String) -> Duration? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)]
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            guard let n = Double(t.dropLast(suffix.count)) else { continue }
+            return .milliseconds(Int64((n * scale * 1000).rounded()))
+        }
+        if let n = Double(t) { return .milliseconds(Int64((n * 1000).rounded())) }
+        return nil
+    }
+}
+
+/// Reads Yams nodes with errors that name the YAML path and line.
+struct YAMLReader {
+    func error(_ path: String, _ what: String, line: Mark? = nil, fix: String? = nil) -> PolyglotError {
+        let at = line.map { " (line \($0.line))" } ?? ""
+        return PolyglotError(.invalidDataMap, "Data map: `\(path)`\(at) \(what).", fix: fix)
+    }
+
+    func namedEntries(_ node: Node, at path: String) throws -> [(String, Node)] {
+        guard let mapping = node.mapping else {
+            throw error(path, "must be a mapping of names to definitions", line: node.mark,
+                        fix: "Write each entry as `name:` followed by its settings, indented.")
+        }
+        var seen = Set<String>()
+        var out: [(String, Node)] = []
+        for (k, v) in mapping {
+            let name = try string(k, at: path)
+            if !seen.insert(name).inserted {
+                throw error("\(path).\(name)", "is declared twice", line: k.mark, fix: "Give each entry a unique name.")
+            }
+            out.append((name, v))
+        }
+        return out
+    }
+
+    func allowOnly(_ keys: Set<String>, in mapping: Node.Mapping, at path: String) throws {
+        for key in mapping.keys {
+            let k = key.string ?? "?"
+            if !keys.contains(k) {
+                throw error(path, "has an unknown setting '\(k)'", line: key.mark,
+                            fix: "Allowed settings here: \(keys.sorted().joined(separator: ", ")).")
+            }
+        }
+    }
+
+    func string(_ node: Node, at path: String) throws -> String {
+        guard let s = node.scalar?.string else { throw error(path, "must be a single value", line: node.mark) }
+        return s
+    }
+
+    func int(_ node: Node, at path: String) throws -> Int {
+        guard let s = node.scalar?.string, let i = Int(s) else {
+            throw error(path, "must be a whole number", line: node.mark)
+        }
+        return i
+    }
+
+    func double(_ node: Node, at path: String) throws -> Double {
+        guard let s = node.scalar?.string, let d = Double(s) else { throw error(path, "must be a number", line: node.mark) }
+        return d
+    }
+
+    func stringList(_ node: Node, at path: String) throws -> [String] {
+        if let seq = node.sequence { return try seq.map { try string($0, at: path) } }
+        return [try string(node, at: path)]
+    }
+
+    func duration(_ node: Node, at path: String) throws -> Duration {
+        let s = try string(node, at: path)
+        guard let d = DataMap.parseDuration(s) else {
+            throw error(path, "is '\(s)', which is not a duration", line: node.mark, fix: "Write it as 500ms, 30s, 5m, 2h or 7d.")
+        }
+        return d
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ type: T.Type, at path: String) throws -> T where T.RawValue == String {
+        let s = try string(node, at: path)
+        guard let v = T(rawValue: s) else {
+            throw error(path, "is '\(s)'", line: node.mark, fix: "Use one of: \(T.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        return v
+    }
+
+    func engine(name: String, _ node: Node, baseDirectory: String?) throws -> EngineSpec {
+        let path = "engines.\(name)"
+        guard let m = node.mapping else { throw error(path, "must be a mapping with at least `kind:`", line: node.mark) }
+        try allowOnly(["kind", "url", "path", "options"], in: m, at: path)
+        guard let kindNode = m["kind"] else {
+            throw error(path, "has no `kind:`", line: node.mark, fix: "Add `kind: sqlite` (or memory, postgres, redis).")
+        }
+        var spec = EngineSpec(name: name, kind: try string(kindNode, at: "\(path).kind"))
+        if let v = m["url"] { spec.url = try string(v, at: "\(path).url") }
+        if let v = m["path"] {
+            var p = try string(v, at: "\(path).path")
+            if let base = baseDirectory, !p.hasPrefix("/"), p != ":memory:" {
+                p = URL(fileURLWithPath: base).appendingPathComponent(p).standardizedFileURL.path
+            }
+            spec.path = p
+        }
+        if let v = m["options"] {
+            guard let om = v.mapping else { throw error("\(path).options", "must be a mapping", line: v.mark) }
+            for (k, val) in om { spec.options[try string(k, at: "\(path).options")] = try string(val, at: "\(path).options") }
+        }
+        return spec
+    }
+
+    func fields(_ node: Node, at path: String) throws -> [FieldSpec] {
+        guard let m = node.mapping else {
+            throw error(path, "must map field names to types", line: node.mark, fix: "Write e.g. `{ price: number, name: string }`.")
+        }
+        return try m.map { k, v in
+            let name = try string(k, at: path)
+            var typeText = try string(v, at: "\(path).\(name)")
+            var nullable = true
+            if typeText.hasSuffix("!") { nullable = false; typeText.removeLast() }
+            guard let type = FieldType(rawValue: typeText) else {
+                throw error("\(path).\(name)", "has unknown type '\(typeText)'", line: v.mark,
+                            fix: "Use one of: \(FieldType.allCases.map(\.rawValue).joined(separator: ", ")); add '!' for NOT NULL.")
+            }
+            return FieldSpec(name, type, nullable: nullable)
+        }
+    }
+
+    func dataset(name: String, _ node: Node) throws -> DatasetSpec {
+        let path = "datasets.\(name)"
+        guard let m = node.mapping else { throw error(path, "must be a mapping with `model:` and `engine:`", line: node.mark) }
+        try allowOnly(["model", "engine", "fields", "columns", "primaryKey", "dimension", "metric", "ttl", "retention",
+                       "maxKeyBytes", "maxValueBytes", "projections"], in: m, at: path)
+        guard let modelNode = m["model"] else {
+            throw error(path, "has no `model:`", line: node.mark, fix: "Add `model:` with one of: \(DataModel.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        guard let engineNode = m["engine"] else {
+            throw error(path, "has no `engine:`", line: node.mark, fix: "Add `engine:` naming one of the engines under `engines:`.")
+        }
+        var spec = DatasetSpec(name: name, model: try choice(modelNode, DataModel.self, at: "\(path).model"),
+                               engine: try string(engineNode, at: "\(path).engine"))
+        if let v = m["fields"] { spec.fields = try fields(v, at: "\(path).fields") }
+        if let v = m["columns"] { spec.fields = try fields(v, at: "\(path).columns") }
+        if let v = m["primaryKey"] { spec.primaryKey = try string(v, at: "\(path).primaryKey") }
+        if let v = m["dimension"] { spec.dimension = try int(v, at: "\(path).dimension") }
+        if let v = m["metric"] { spec.metric = try choice(v, VectorMetric.self, at: "\(path).metric") }
+        if let v = m["ttl"] { spec.ttl = try duration(v, at: "\(path).ttl") }
+        if let v = m["retention"] { spec.retention = try duration(v, at: "\(path).retention") }
+        if let v = m["maxKeyBytes"] { spec.maxKeyBytes = try int(v, at: "\(path).maxKeyBytes") }
+        if let v = m["maxValueBytes"] { spec.maxValueBytes = try int(v, at: "\(path).maxValueBytes") }
+        if let v = m["projections"] {
+            guard let seq = v.sequence else {
+                throw error("\(path).projections", "must be a list", line: v.mark, fix: "Write each projection as a `- kind: ...` item.")
+            }
+            for (i, item) in seq.enumerated() { spec.projections.append(try projection(item, at: "\(path).projections[\(i)]")) }
+        }
+        return spec
+    }
+
+    func projection(_ node: Node, at path: String) throws -> ProjectionSpec {
+        guard let m = node.mapping else { throw error(path, "must be a mapping with `kind:` and `engine:`", line: node.mark) }
+        try allowOnly(["kind", "engine", "ttl", "jitter", "fields", "vectorField", "dimension", "metric", "edgeField", "edgeLabel"],
+                      in: m, at: path)
+        guard let kindNode = m["kind"] else {
+            throw error(path, "has no `kind:`", line: node.mark, fix: "Use one of: \(ProjectionKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        guard let engineNode = m["engine"] else { throw error(path, "has no `engine:`", line: node.mark, fix: "Name the engine that holds the projection.") }
+        var spec = ProjectionSpec(kind: try choice(kindNode, ProjectionKind.self, at: "\(path).kind"),
+                                  engine: try string(engineNode, at: "\(path).engine"))
+        if let v = m["ttl"] { spec.ttl = try duration(v, at: "\(path).ttl") }
+        if let v = m["jitter"] { spec.jitter = try double(v, at: "\(path).jitter") }
+        if let v = m["fields"] { spec.fields = try stringList(v, at: "\(path).fields") }
+        if let v = m["vectorField"] { spec.vectorField = try string(v, at: "\(path).vectorField") }
+        if let v = m["dimension"] { spec.dimension = try int(v, at: "\(path).dimension") }
+        if let v = m["metric"] { spec.metric = try choice(v, VectorMetric.self, at: "\(path).metric") }
+        if let v = m["edgeField"] { spec.edgeField = try string(v, at: "\(path).edgeField") }
+        if let v = m["edgeLabel"] { spec.edgeLabel = try string(v, at: "\(path).edgeLabel") }
+        return spec
+    }
+}

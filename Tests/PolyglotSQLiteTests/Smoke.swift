@@ -1,0 +1,3 @@
+import Testing
+@testable import PolyglotSQLite
+@Test func version() { #expect(sqliteVersion().hasPrefix("3.")) }
