@@ -1,0 +1,197 @@
+import Foundation
+import Logging
+import Polyglot
+import Synchronization
+
+/// The embedded default engine (`kind: sqlite`): one SQLite file holds every data model.
+///
+/// WAL mode, one writer connection and a small pool of reader connections, a 5 s busy timeout,
+/// and prepared statements cached per connection. Every write appends to the `_polyglot_outbox`
+/// table in the same transaction; its position is the write's token and the document's version.
+///
+/// ```yaml
+/// engines:
+///   primary: { kind: sqlite, path: app.sqlite, options: { readers: 4 } }
+/// ```
+///
+/// SQLite calls are microseconds long, so they run inline on the calling task under a lock
+/// rather than hopping to another thread; see the README's design notes.
+public final class SQLiteEngine: Engine, EngineFactory {
+    public static let kind = "sqlite"
+    public static let capabilities: Set<Capability> = [
+        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory,
+    ]
+
+    public let spec: EngineSpec
+    public var capabilities: Set<Capability> { SQLiteEngine.capabilities }
+    let path: String
+    let temporary: Bool
+    let logger: Logger
+    private let writer: ConnectionBox
+    private let writeLock = AsyncLock()
+    private let readers: [ReaderSlot]
+    private let nextReader = Atomic<Int>(0)
+    private let closed = Atomic<Bool>(false)
+
+    struct TxContext: Sendable {
+        let engine: ObjectIdentifier
+        let box: ConnectionBox
+    }
+    @TaskLocal static var transaction: TxContext?
+
+    public init(spec: EngineSpec, logger: Logger = Logger(label: "polyglot.sqlite")) throws {
+        self.spec = spec
+        self.logger = logger
+        var path = spec.path ?? spec.url.map { $0.replacingOccurrences(of: "sqlite://", with: "") } ?? ""
+        if path.isEmpty {
+            throw PolyglotError(.invalidDataMap, "Engine '\(spec.name)' (sqlite) has no `path:`.",
+                                fix: "Add `path: app.sqlite` (relative to the data map's folder), or `path: \":memory:\"` for a throwaway database.")
+        }
+        temporary = path == ":memory:"
+        if temporary {
+            path = NSTemporaryDirectory() + "polyglot-\(UUID().uuidString).sqlite"
+        } else {
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        self.path = path
+        writer = ConnectionBox(try SQLiteConnection(path: path, readOnly: false))
+        let readerCount = Int(spec.options["readers"] ?? "") ?? max(2, ProcessInfo.processInfo.activeProcessorCount)
+        var readers: [ReaderSlot] = []
+        for _ in 0..<max(1, readerCount) {
+            let c = try SQLiteConnection(path: path, readOnly: false)
+            try c.run("PRAGMA query_only=1")
+            readers.append(ReaderSlot(c))
+        }
+        self.readers = readers
+        try writer.connection.script(SQLiteSchema.core)
+    }
+
+    public static func open(_ spec: EngineSpec, context: EngineContext) async throws -> any Engine {
+        try SQLiteEngine(spec: spec, logger: context.logger)
+    }
+
+    var currentTransaction: TxContext? {
+        guard let tx = SQLiteEngine.transaction, tx.engine == ObjectIdentifier(self) else { return nil }
+        return tx
+    }
+
+    func checkOpen() throws {
+        if closed.load(ordering: .relaxed) {
+            throw PolyglotError(.closed, "Engine '\(spec.name)' is closed.", fix: "Open a new Polyglot instance.")
+        }
+    }
+
+    /// Runs a read on a reader connection, or on the transaction's connection inside a transaction.
+    func read<R>(_ body: (SQLiteConnection) throws -> R) throws -> R {
+        try checkOpen()
+        if let tx = currentTransaction { return try body(tx.box.connection) }
+        let i = nextReader.add(1, ordering: .relaxed).oldValue % readers.count
+        return try readers[i].lock.withLock { try body($0.connection) }
+    }
+
+    /// Runs a write atomically: in its own IMMEDIATE transaction, or in a savepoint of the current transaction.
+    func write<R>(_ body: (SQLiteConnection) throws -> R) async throws -> R {
+        try checkOpen()
+        if let tx = currentTransaction {
+            let c = tx.box.connection
+            try c.run("SAVEPOINT polyglot_op")
+            do {
+                let r = try body(c)
+                try c.run("RELEASE polyglot_op")
+                return r
+            } catch {
+                try? c.run("ROLLBACK TO polyglot_op")
+                try? c.run("RELEASE polyglot_op")
+                throw error
+            }
+        }
+        await writeLock.lock()
+        defer { writeLock.unlock() }
+        let c = writer.connection
+        try c.run("BEGIN IMMEDIATE")
+        do {
+            let r = try body(c)
+            try c.run("COMMIT")
+            return r
+        } catch {
+            if c.inTransaction { try? c.run("ROLLBACK") }
+            throw error
+        }
+    }
+
+    public func withTransaction<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R {
+        try checkOpen()
+        if currentTransaction != nil { return try await body() }
+        await writeLock.lock()
+        defer { writeLock.unlock() }
+        let c = writer.connection
+        try c.run("BEGIN IMMEDIATE")
+        do {
+            let r = try await SQLiteEngine.$transaction.withValue(TxContext(engine: ObjectIdentifier(self), box: writer)) {
+                try await body()
+            }
+            try c.run("COMMIT")
+            return r
+        } catch {
+            if c.inTransaction { try? c.run("ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// Appends a change event to the outbox and returns its position (the write's version).
+    func appendOutbox(_ c: SQLiteConnection, dataset: String, key: String, op: String, payload: Data?) throws -> Int64 {
+        try c.run("INSERT INTO _polyglot_outbox(dataset, key, op, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                  [.text(dataset), .text(key), .text(op), payload.map { .blob($0) } ?? .null, .real(Date().timeIntervalSince1970)])
+        return c.lastInsertRowID
+    }
+
+    func token(_ position: Int64) -> ConsistencyToken { ConsistencyToken(engine: spec.name, position: position) }
+
+    public func prepare(_ datasets: [DatasetSpec]) async throws {
+        try await write { c in
+            for ds in datasets { try c.script(try SQLiteSchema.script(for: ds, existingColumns: try SQLiteSchema.columns(of: ds.name, on: c))) }
+        }
+    }
+
+    public func ping() async throws { _ = try read { try $0.query("SELECT 1") } }
+
+    public func close() async throws {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        await writeLock.lock()
+        defer { writeLock.unlock() }
+        try? writer.connection.run("PRAGMA wal_checkpoint(TRUNCATE)")
+        if temporary {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+    }
+
+    // MARK: Stores
+
+    public func documentStore(for d: DatasetSpec) throws -> any DocumentStore { SQLiteDocumentStore(engine: self, spec: d) }
+    public func keyValueStore(for d: DatasetSpec) throws -> any KeyValueStore { SQLiteKeyValueStore(engine: self, spec: d) }
+    public func vectorStore(for d: DatasetSpec) throws -> any VectorStore { SQLiteVectorStore(engine: self, spec: d, projected: false) }
+    public func projectedVectors(for d: DatasetSpec) throws -> any VectorStore { SQLiteVectorStore(engine: self, spec: d, projected: true) }
+    public func tableStore(for d: DatasetSpec) throws -> any TableStore { SQLiteTableStore(engine: self, spec: d) }
+    public func graphStore(for d: DatasetSpec) throws -> any GraphStore { SQLiteGraphStore(engine: self, spec: d, table: d.name) }
+    public func projectedGraph(for d: DatasetSpec) throws -> any GraphStore { SQLiteGraphStore(engine: self, spec: d, table: d.name + "__edges") }
+    public func timeSeriesStore(for d: DatasetSpec) throws -> any TimeSeriesStore { SQLiteTimeSeriesStore(engine: self, spec: d) }
+    public func searchIndex(for d: DatasetSpec) throws -> any SearchIndex { SQLiteSearchIndex(engine: self, spec: d) }
+    public func sqlExecutor() throws -> any SQLExecutor { SQLiteSQLExecutor(engine: self) }
+    public func telemetryHistory() throws -> any TelemetryHistoryStore { SQLiteTelemetryHistory(engine: self) }
+}
+
+extension EngineRegistry {
+    /// The embedded default: `memory` and `sqlite`.
+    public static var embedded: EngineRegistry {
+        var r = EngineRegistry.builtIn
+        r.register(SQLiteEngine.self)
+        return r
+    }
+}
+
+/// One reader connection behind its own lock.
+final class ReaderSlot: Sendable {
+    let lock: Mutex<ConnectionBox>
+    init(_ c: SQLiteConnection) { lock = Mutex(ConnectionBox(c)) }
+}

@@ -1,3 +1,0 @@
-import Testing
-@testable import PolyglotSQLite
-@Test func version() { #expect(sqliteVersion().hasPrefix("3.")) }
