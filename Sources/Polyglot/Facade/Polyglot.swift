@@ -99,6 +99,14 @@ public final class Polyglot: Service, Sendable {
         TimeSeriesCollection(runtime: try runtime(name, .timeSeries, "timeSeries(\"\(name)\")"))
     }
 
+    /// The cache backend behind a dataset's cache projection (for diagnostics and tests).
+    public func cacheBackend(for dataset: String) throws -> any CacheBackend {
+        guard let cache = try runtime(dataset, .documents, "cacheBackend(for:)").cache else {
+            throw PolyglotError(.missingCapability, "Dataset '\(dataset)' has no cache projection.", fix: "Add `- { kind: cache, engine: cache }` under its `projections:`.")
+        }
+        return cache.backend
+    }
+
     func engine(_ name: String) throws -> any Engine {
         guard let e = engines[name] else {
             throw PolyglotError(.unknownEngine, "Unknown engine '\(name)' (engines: \(engines.keys.sorted().joined(separator: ", "))).",

@@ -86,8 +86,8 @@ public indirect enum Filter: Sendable, Hashable {
             }
             return Filter.compare(field, op, value)
         case .isIn(let path, let values):
-            guard let field = record[path] else { return false }
-            return values.contains { Filter.compare(field, .equal, $0) }
+            let field = record[path] ?? .null
+            return values.contains { $0 == .null ? field == .null : Filter.compare(field, .equal, $0) }
         case .exists(let path):
             guard let field = record[path] else { return false }
             return field != .null
@@ -147,6 +147,8 @@ public indirect enum Filter: Sendable, Hashable {
 /// The left-hand side of a comparison in the ``Filter`` builder.
 public struct FieldReference: Sendable {
     public let path: FieldPath
+    /// Lets `.field("price") < 100` resolve where the operator expects a `FieldReference`.
+    public static func field(_ path: FieldPath) -> FieldReference { FieldReference(path: path) }
     public func isIn(_ values: [JSON]) -> Filter { .isIn(path, values) }
     public func hasPrefix(_ prefix: String) -> Filter { .hasPrefix(path, prefix) }
     public var exists: Filter { .exists(path) }

@@ -1,0 +1,175 @@
+import Foundation
+import Polyglot
+import PolyglotSQLite
+import Testing
+
+func tempDir() -> String {
+    let dir = NSTemporaryDirectory() + "polyglot-test-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+let shopYAML = """
+engines:
+  primary: { kind: sqlite, path: shop.sqlite }
+  cache: { kind: memory }
+datasets:
+  products:
+    model: documents
+    engine: primary
+    fields: { price: number, category: string }
+    projections:
+      - { kind: cache, engine: cache, ttl: 5m }
+      - { kind: search, engine: primary, fields: [name, description] }
+      - { kind: vectors, engine: primary, fields: [name, description], dimension: 64 }
+      - { kind: graph, engine: primary, edgeField: related }
+  sessions: { model: keyValue, engine: primary, ttl: 30m }
+  hot: { model: keyValue, engine: cache }
+  embeddings: { model: vectors, engine: primary, dimension: 4 }
+"""
+
+func openShop(_ dir: String) async throws -> Polyglot {
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try shopYAML.write(toFile: dir + "/polyglot.yml", atomically: true, encoding: .utf8)
+    return try await Polyglot(map: DataMap(contentsOf: dir + "/polyglot.yml"), registry: .embedded)
+}
+
+struct Product: Codable, Sendable, Equatable {
+    var name: String
+    var description: String
+    var price: Double
+    var category: String
+    var related: [String]?
+}
+
+@Suite struct FacadeTests {
+    @Test func typedViewsAndProjectionsWorkTogether() async throws {
+        let db = try await openShop(tempDir())
+        let products = try db.documents("products", as: Product.self)
+        try await products.put("p1", Product(name: "Trail shoe", description: "Red running shoe", price: 89, category: "shoes", related: ["p2"]))
+        try await products.put("p2", Product(name: "Road shoe", description: "Light running shoe", price: 120, category: "shoes", related: ["p3"]))
+        try await products.put("p3", Product(name: "Wool hat", description: "Warm winter hat", price: 25, category: "hats"))
+        #expect(try await products.get("p1")?.price == 89)
+        let cheap = try await products.query(.field("price") < 100, sort: [.ascending("price")])
+        #expect(cheap.map(\.id) == ["p3", "p1"])
+        let untyped = try db.documents("products")
+        #expect(try await untyped.search("running").map(\.id).sorted() == ["p1", "p2"])
+        let near = try await untyped.nearest(text: "running shoe", k: 2)
+        #expect(Set(near.map(\.id)) == ["p1", "p2"])
+        let filtered = try await untyped.nearest(text: "running shoe", k: 2, where: .field("price") > 100)
+        #expect(filtered.map(\.id) == ["p2"])
+        #expect(try await untyped.related("p1", depth: 2).map(\.node) == ["p2", "p3"])
+        try await untyped.delete("p2")
+        #expect(try await untyped.search("light").isEmpty, "a delete must leave the search projection")
+        #expect(try await untyped.nearest(text: "light running shoe", k: 5).contains { $0.id == "p2" } == false, "a delete must leave the vectors projection")
+        #expect(try await untyped.related("p1").isEmpty, "a delete must leave the graph projection")
+        try await db.close()
+    }
+
+    @Test func unknownDatasetAndWrongModelSayWhatToDo() async throws {
+        let db = try await openShop(tempDir())
+        #expect { _ = try db.documents("prodcts") } throws: { e in
+            let e = e as! PolyglotError
+            return e.code == .unknownDataset && e.description.contains("products") && e.fix != nil
+        }
+        #expect { _ = try db.vectors("products") } throws: { e in
+            let e = e as! PolyglotError
+            return e.code == .wrongModel && e.description.contains("db.documents(\"products\")")
+        }
+        await #expect(throws: PolyglotError.self) { _ = try await db.documents("products").search("x", limit: 0) }
+        try await db.close()
+    }
+
+    @Test func badInputNeverLeavesPartialState() async throws {
+        let db = try await openShop(tempDir())
+        let products = try db.documents("products")
+        // The second document's price has the wrong type: the whole batch is refused.
+        await #expect(throws: PolyglotError.self) {
+            try await products.putMany([("ok", ["name": "fine", "price": 1]), ("bad", ["name": "x", "price": "free"])])
+        }
+        #expect(try await products.count() == 0)
+        // A failure inside the engine halfway through a transaction rolls everything back.
+        await #expect(throws: PolyglotError.self) {
+            try await db.transaction(on: "primary") {
+                try await products.put("a", ["name": "a", "price": 1])
+                try await db.keyValue("sessions").set("s", "v")
+                _ = try await db.sql(on: "primary", "INSERT INTO no_such_table VALUES (1)")
+            }
+        }
+        #expect(try await products.count() == 0)
+        #expect(try await db.keyValue("sessions").get("s") == nil)
+        // Writing another engine's dataset inside a transaction is refused, not half-applied.
+        await #expect { try await db.transaction(on: "primary") { try await db.keyValue("hot").set("k", "v") } } throws: { e in
+            (e as? PolyglotError)?.code == .transactionFailed
+        }
+        #expect(try await db.keyValue("hot").get("k") == nil)
+        let vectors = try db.vectors("embeddings")
+        await #expect(throws: PolyglotError.self) { try await vectors.upsert("v", vector: [1, 2, 3]) }
+        await #expect(throws: PolyglotError.self) { try await vectors.upsert("v", vector: [1, 2, 3, .nan]) }
+        try await db.close()
+    }
+
+    @Test func tokensAreMonotonicAcrossConcurrentWriters() async throws {
+        let db = try await openShop(tempDir())
+        let sessions = try db.keyValue("sessions")
+        let tokens = try await withThrowingTaskGroup(of: [ConsistencyToken].self) { group in
+            for w in 0..<8 {
+                group.addTask {
+                    var out: [ConsistencyToken] = []
+                    for i in 0..<50 { out.append(try await sessions.set("w\(w)-\(i)", "x")) }
+                    return out
+                }
+            }
+            var all: [[ConsistencyToken]] = []
+            for try await t in group { all.append(t) }
+            return all
+        }
+        for perWriter in tokens { #expect(perWriter == perWriter.sorted() && Set(perWriter).count == perWriter.count) }
+        #expect(Set(tokens.flatMap { $0 }).count == 400, "every write gets its own position")
+        try await db.close()
+    }
+
+    @Test func telemetryIsRecordedAndSurvivesRestart() async throws {
+        let dir = tempDir()
+        do {
+            let db = try await openShop(dir)
+            let products = try db.documents("products")
+            try await products.put("p1", ["name": "x", "price": 1])
+            for _ in 0..<10 { _ = try await products.get("p1") }
+            _ = try? await products.query(.field("nope") == 1)
+            let snap = db.telemetry.snapshot()
+            #expect(snap.entry(dataset: "products", operation: "put")?.stats.count == 1)
+            #expect(snap.entry(dataset: "products", operation: "cache.hit")?.stats.count == 9)
+            #expect(snap.caches["cache"]?.hitRate == 0.9)
+            try await db.close()
+        }
+        let reopened = try await openShop(dir)
+        let history = Telemetry.summarize(try await reopened.telemetryHistory())
+        #expect(history.first { $0.key.dataset == "products" && $0.key.operation == "put" }?.stats.count == 1)
+        #expect(history.first { $0.key.operation == "cache.hit" }?.stats.count == 9)
+        try await reopened.close()
+    }
+
+    @Test func schemaPreparationIsIdempotentAndTablesGainNewColumns() async throws {
+        let dir = tempDir()
+        let base = DatasetSpec(name: "orders", model: .table, engine: "primary", fields: [FieldSpec("id", .integer), FieldSpec("total", .number)], primaryKey: "id")
+        var map = DataMap(engines: [.sqlite(path: dir + "/o.sqlite")], datasets: [base])
+        let db1 = try await Polyglot(map: map, registry: .embedded)
+        try await db1.table("orders").upsert(["id": 1, "total": 5])
+        try await db1.close()
+        map.datasets[0].fields.append(FieldSpec("note", .string))
+        let db2 = try await Polyglot(map: map, registry: .embedded)
+        try await db2.table("orders").upsert(["id": 2, "total": 6, "note": "new column"])
+        #expect(try await db2.table("orders").count() == 2)
+        let rows = try await db2.sql(on: "primary", "SELECT count(*) AS n FROM orders WHERE note IS NULL")
+        #expect(rows.first?["n"] == 1)
+        try await db2.close()
+    }
+
+    @Test func sqlitePathMissingIsAClearError() async throws {
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite")], datasets: [])
+        await #expect { _ = try await Polyglot(map: map, registry: .embedded) } throws: { e in
+            (e as? PolyglotError)?.description.contains("has no `path:`") == true
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Polyglot
+import PolyglotTesting
+import Testing
+
+@Suite struct DataMapTests {
+    static let yaml = """
+    engines:
+      primary: { kind: memory }
+      cache: { kind: memory, options: { maxEntries: 1000 } }
+    datasets:
+      sessions:
+        model: keyValue
+        engine: primary
+        ttl: 30m
+        maxValueBytes: 4096
+      hot:
+        model: keyValue
+        engine: cache
+    telemetry:
+      flushInterval: 10s
+    """
+
+    @Test func yamlAndSwiftBuildTheSameValue() throws {
+        let fromYAML = try DataMap(yaml: Self.yaml)
+        let inSwift = DataMap(
+            engines: [EngineSpec(name: "primary", kind: "memory"), EngineSpec(name: "cache", kind: "memory", options: ["maxEntries": "1000"])],
+            datasets: [DatasetSpec(name: "sessions", model: .keyValue, engine: "primary", ttl: .seconds(1800), maxValueBytes: 4096),
+                       DatasetSpec(name: "hot", model: .keyValue, engine: "cache")],
+            telemetry: TelemetrySpec(flushInterval: .seconds(10)))
+        #expect(fromYAML == inSwift)
+        try fromYAML.validate(registry: .builtIn)
+    }
+
+    @Test func environmentOverridesEngineLocations() throws {
+        let map = try DataMap(yaml: "engines:\n  read-replica: { kind: memory, url: dev }\ndatasets: {}\n")
+        let prod = map.applyingEnvironment(["POLYGLOT_ENGINE_READ_REPLICA_URL": "postgres://prod", "POLYGLOT_ENGINE_READ_REPLICA_PATH": "/data/x"])
+        #expect(prod.engines[0].url == "postgres://prod" && prod.engines[0].path == "/data/x")
+        #expect(map.applyingEnvironment([:]) == map)
+    }
+
+    @Test func relativePathsResolveAgainstTheMapsFolder() throws {
+        let map = try DataMap(yaml: "engines:\n  primary: { kind: sqlite, path: data/app.sqlite }\n", baseDirectory: "/srv/app")
+        #expect(map.engines[0].path == "/srv/app/data/app.sqlite")
+    }
+
+    @Test func durationsParse() {
+        #expect(DataMap.parseDuration("500ms") == .milliseconds(500))
+        #expect(DataMap.parseDuration("2h") == .seconds(7200))
+        #expect(DataMap.parseDuration("1.5s") == .milliseconds(1500))
+        #expect(DataMap.parseDuration("soon") == nil)
+    }
+
+    static func error(_ yaml: String) -> PolyglotError? {
+        do {
+            try DataMap(yaml: yaml).validate(registry: .builtIn)
+            return nil
+        } catch { return error as? PolyglotError }
+    }
+
+    @Test(arguments: [
+        ("engines: [oops", "not valid YAML"),
+        ("- just a list", "must be a YAML mapping"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: keyValue, engine: nowhere }", "'nowhere', which is not declared"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  d: { model: documents, engine: p }", "cannot hold documents"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: keyValue, engine: p, ttl: 0s }", "not positive"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: keyValue, engine: p, ttl: -5m }", "not positive"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: keyValue, engine: p, ttl: soon }", "not a duration"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  v: { model: vectors, engine: p }", "no `dimension:`"),
+        ("engines:\n  p: { kind: memory }\n  p: { kind: memory }", "duplicated key"),
+        ("engines:\n  p: { kind: cassandra }", "no registered engine provides"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: graphs, engine: p }", "Use one of"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: keyValue, engine: p, colour: red }", "unknown setting 'colour'"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { engine: p }", "has no `model:`"),
+    ])
+    func badMapsGiveErrorsThatNameTheProblemAndTheFix(_ yaml: String, _ expected: String) throws {
+        let e = try #require(Self.error(yaml), "map should be refused: \(yaml)")
+        #expect(e.description.contains(expected), "\(e.description)")
+        #expect(e.description.contains("Fix:"), "\(e.description)")
+    }
+
+    @Test func everyProblemIsListedAtOnce() throws {
+        let e = try #require(Self.error("engines:\n  p: { kind: memory }\ndatasets:\n  a: { model: keyValue, engine: x }\n  b: { model: keyValue, engine: p, ttl: 0s }"))
+        #expect(e.message.contains("2 problems"))
+    }
+}
+
+@Suite struct MemoryEngineTests {
+    @Test func evictsLeastRecentlyUsedByCountAndBytes() async throws {
+        let engine = try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxEntries": "3", "maxBytes": "1MB"]))
+        for k in ["a", "b", "c"] { _ = engine.fill(k, CachedEntry(version: 1, data: Data(k.utf8)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) }
+        _ = engine.lookupNow("a")
+        _ = engine.fill("d", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
+        #expect(engine.lookupNow("b") == nil, "b was least recently used")
+        #expect(engine.lookupNow("a") != nil)
+        #expect(engine.stats().evictions == 1)
+
+        let small = try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxBytes": "2KB"]))
+        for i in 0..<10 { _ = small.fill("k\(i)", CachedEntry(version: 1, data: Data(count: 500)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) }
+        #expect(small.stats().bytes <= 2048 && small.stats().entries < 10)
+    }
+
+    @Test func invalidationBlocksOlderFillsAndTombstoneEvictionBlocksEarlierLoads() async throws {
+        let engine = try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxEntries": "2"]))
+        let started = ContinuousClock.now
+        try await engine.invalidate("k", version: 5, ttl: .seconds(60))
+        #expect(!engine.fill("k", CachedEntry(version: 4, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now))
+        #expect(engine.fill("k", CachedEntry(version: 5, data: Data("new".utf8)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now))
+        try await engine.invalidate("t", version: 9, ttl: .seconds(60))
+        _ = engine.fill("x", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
+        _ = engine.fill("y", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
+        // The tombstone for "t" was evicted; a load that began before that cannot prove it is fresh.
+        #expect(!engine.fill("t", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: started))
+    }
+
+    @Test func badOptionsAreRefused() {
+        #expect(throws: PolyglotError.self) { try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxEntries": "lots"])) }
+    }
+
+    @Test func keyValueConformance() async throws {
+        let target = ConformanceTarget(name: "memory", registry: .builtIn, engine: EngineSpec(name: "subject", kind: "memory"))
+        for check in ConformanceSuite.checks(for: target) { try await check.run(on: target) }
+        #expect(ConformanceSuite.checks(for: target).count == ConformanceSuite.keyValueChecks.count)
+    }
+}
