@@ -7,7 +7,7 @@ extension DataMap {
     public init(contentsOf path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw PolyglotError(.invalidDataMap, "Cannot read data map '\(path)': \(error.localizedDescription).",
+            throw PolyglotError(.invalidDataMap, "Cannot read data map '\(path)': \(error.localizedDescription.trimmingCharacters(in: CharacterSet(charactersIn: ". "))).",
                                 fix: "Check the path, or run `polyglot quickstart` to create an example map.")
         }
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path

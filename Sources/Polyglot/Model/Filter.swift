@@ -12,7 +12,7 @@ public struct FieldPath: Sendable, Hashable, ExpressibleByStringLiteral, CustomS
     /// Checks the path is usable: non-empty components made of letters, digits, `_` and `-`.
     public func validate() throws {
         let ok = !components.isEmpty && components.allSatisfy { c in
-            !c.isEmpty && c.unicodeScalars.allSatisfy { CharacterSet.fieldNameScalar($0) }
+            !c.isEmpty && c.unicodeScalars.allSatisfy { FieldNameCharacters.fieldNameScalar($0) }
         }
         if !ok {
             throw PolyglotError(.invalidFilter, "Invalid field path '\(description)'.",
@@ -21,7 +21,7 @@ public struct FieldPath: Sendable, Hashable, ExpressibleByStringLiteral, CustomS
     }
 }
 
-enum CharacterSet {
+enum FieldNameCharacters {
     static func fieldNameScalar(_ s: Unicode.Scalar) -> Bool {
         s.properties.isAlphabetic || ("0"..."9").contains(s) || s == "_" || s == "-"
     }
