@@ -173,3 +173,52 @@ struct Product: Codable, Sendable, Equatable {
         }
     }
 }
+
+@Suite struct ServiceTests {
+    @Test func runPersistsTelemetryPeriodicallyUntilCancelled() async throws {
+        let dir = tempDir()
+        var map = DataMap(engines: [.sqlite(path: dir + "/t.sqlite")], datasets: [DatasetSpec(name: "kv", model: .keyValue, engine: "primary")])
+        map.telemetry.flushInterval = .milliseconds(50)
+        let db = try await Polyglot(map: map, registry: .embedded)
+        let service = Task { try await db.run() }
+        try await db.keyValue("kv").set("a", "1")
+        var persisted: UInt64 = 0
+        for _ in 0..<100 where persisted == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            persisted = Telemetry.summarize(try await db.telemetryHistory()).first { $0.key.operation == "set" }?.stats.count ?? 0
+        }
+        #expect(persisted == 1, "run() did not persist the interval")
+        service.cancel()
+        _ = await service.result
+        try await db.close()
+    }
+}
+
+/// The README's library example, run as written against the quickstart's data map.
+@Suite struct ReadmeExample {
+    struct Product: Codable, Sendable { var name: String; var description: String; var price: Double; var category: String }
+
+    @Test func runsAsWritten() async throws {
+        let dir = tempDir()
+        let readme = try String(contentsOfFile: #filePath.components(separatedBy: "/Tests/")[0] + "/README.md", encoding: .utf8)
+        let yaml = readme.components(separatedBy: "```yaml\n")[1].components(separatedBy: "```")[0]
+            .replacingOccurrences(of: "columns: { id: integer!, total: number! }",
+                                  with: "columns: { id: integer!, customer: string!, product: string!, quantity: integer!, total: number!, created_at: timestamp! }")
+        try yaml.write(toFile: dir + "/polyglot.yml", atomically: true, encoding: .utf8)
+        let db = try await Polyglot(map: DataMap(contentsOf: dir + "/polyglot.yml"), registry: .embedded)
+        let products = try db.documents("products", as: Product.self)
+        let token = try await products.put("p1", Product(name: "Trail boot", description: "Waterproof leather boot", price: 89, category: "shoes"))
+        #expect(token.position > 0)
+        #expect(try await products.get("p1")?.name == "Trail boot")
+        #expect(try await products.query(.field("category") == "shoes" && .field("price") < 100, sort: [.ascending("price")], limit: 10).count == 1)
+        #expect(try await db.documents("products").search("waterproof boot", limit: 5).map(\.id) == ["p1"])
+        #expect(try await db.documents("products").nearest(text: "hiking boot", k: 5, where: .field("price") < 100).map(\.id) == ["p1"])
+        try await db.keyValue("sessions").set("s:42", "customer-7", ttl: .seconds(1800))
+        try await db.transaction(on: "primary") {
+            try await db.table("orders").upsert(["id": 1, "customer": "ada", "product": "p1", "quantity": 1, "total": 89, "created_at": 1_763_800_000])
+            try await db.keyValue("sessions").increment("orders:ada")
+        }
+        #expect(try await db.keyValue("sessions").getString("orders:ada") == "1")
+        try await db.close()
+    }
+}

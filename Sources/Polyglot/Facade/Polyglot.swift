@@ -60,7 +60,7 @@ public final class Polyglot: Service, Sendable {
             throw error
         }
         self.engines = engines
-        logger.info("polyglot opened", metadata: ["engines": "\(map.engines.count)", "datasets": "\(map.datasets.count)"])
+        logger.debug("polyglot opened", metadata: ["engines": "\(map.engines.count)", "datasets": "\(map.datasets.count)"])
     }
 
     func runtime(_ name: String, _ model: DataModel, _ operation: String) throws -> DatasetRuntime {
