@@ -224,6 +224,11 @@ final class SQLiteConnection {
         }
     }
 
+    /// Whether SQLite says the statement cannot change the database.
+    func isReadOnly(_ sql: String) throws -> Bool {
+        sqlite_nio_sqlite3_stmt_readonly(try prepare(sql)) != 0
+    }
+
     var changes: Int { Int(sqlite_nio_sqlite3_changes64(handle)) }
     var lastInsertRowID: Int64 { sqlite_nio_sqlite3_last_insert_rowid(handle) }
     var inTransaction: Bool { sqlite_nio_sqlite3_get_autocommit(handle) == 0 }

@@ -441,23 +441,17 @@ struct SQLiteTimeSeriesStore: TimeSeriesStore {
     }
 }
 
-/// Raw parameterized SQL: reads go to a reader connection, anything else runs as a write.
+/// Raw parameterized SQL: statements SQLite reports as read-only go to a reader connection, the rest run as a write.
 struct SQLiteSQLExecutor: SQLExecutor {
     let engine: SQLiteEngine
 
     func execute(_ sql: String, _ parameters: [JSON]) async throws -> [Row] {
         let binds = parameters.map(SQLValue.init)
-        let trimmed = sql.trimmingCharacters(in: .whitespacesAndNewlines).uppercased()
-        let isRead = trimmed.hasPrefix("SELECT") || trimmed.hasPrefix("WITH") || trimmed.hasPrefix("EXPLAIN")
         let run = { (c: SQLiteConnection) throws -> [Row] in
             try c.namedQuery(sql, binds).map { $0.mapValues(\.json) }
         }
-        do {
-            if isRead { return try engine.read(run) }
-            return try await engine.write(run)
-        } catch let e as PolyglotError where e.code == .engineFailure && isRead && e.message.contains("readonly") {
-            return try await engine.write(run)
-        }
+        if try engine.read({ try $0.isReadOnly(sql) }) { return try engine.read(run) }
+        return try await engine.write(run)
     }
 }
 
