@@ -183,18 +183,7 @@ struct SQLiteKeyValueStore: KeyValueStore {
             let now = SQLiteKeyValueStore.now()
             try c.run("DELETE FROM \(table) WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?", [.text(key), .real(now)])
             let row = try c.query("SELECT value, expires_at FROM \(table) WHERE key = ?", [.text(key)]).first
-            var current: Int64 = 0
-            if let row {
-                guard let data = row[0].data, let n = Int64(String(decoding: data, as: UTF8.self)) else {
-                    throw PolyglotError(.conflict, "Key '\(key)' of '\(spec.name)' holds a value that is not a decimal integer, so it cannot be incremented.",
-                                        fix: "Increment only keys written by increment, or delete the key first.")
-                }
-                current = n
-            }
-            let (next, overflow) = current.addingReportingOverflow(delta)
-            if overflow {
-                throw PolyglotError(.invalidArgument, "Incrementing key '\(key)' by \(delta) overflows a 64-bit integer.", fix: "Use a smaller delta or reset the key.")
-            }
+            let next = try KeyValueCounter.increment(row.map { $0[0].data ?? Data() }, by: delta, key: key, dataset: spec.name)
             let v = try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil)
             try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
                       [.text(key), .blob(Data(String(next).utf8)), row?[1] ?? SQLiteKeyValueStore.expiry(ttl), .integer(v)])

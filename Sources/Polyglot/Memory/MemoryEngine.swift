@@ -128,12 +128,13 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
     // MARK: Key-value
 
     public func keyValueStore(for dataset: DatasetSpec) throws -> any KeyValueStore {
-        MemoryKeyValueStore(engine: self, prefix: "kv\u{1F}\(dataset.name)\u{1F}")
+        MemoryKeyValueStore(engine: self, dataset: dataset.name, prefix: "kv\u{1F}\(dataset.name)\u{1F}")
     }
 }
 
 struct MemoryKeyValueStore: KeyValueStore {
     let engine: MemoryEngine
+    let dataset: String
     let prefix: String
 
     func token() -> ConsistencyToken { ConsistencyToken(engine: engine.spec.name, position: engine.nextVersion()) }
@@ -163,18 +164,7 @@ struct MemoryKeyValueStore: KeyValueStore {
         let version = engine.nextVersion()
         return try engine.lru.withLock { lru in
             let existing = lru.get(prefix + key, now: now)
-            var current: Int64 = 0
-            if let existing {
-                guard let n = Int64(String(decoding: existing.data, as: UTF8.self)) else {
-                    throw PolyglotError(.conflict, "Key '\(key)' holds a value that is not a decimal integer, so it cannot be incremented.",
-                                        fix: "Increment only keys written by increment, or delete the key first.")
-                }
-                current = n
-            }
-            let (next, overflow) = current.addingReportingOverflow(delta)
-            if overflow {
-                throw PolyglotError(.invalidArgument, "Incrementing key '\(key)' by \(delta) overflows a 64-bit integer.", fix: "Use a smaller delta or reset the key.")
-            }
+            let next = try KeyValueCounter.increment(existing?.data, by: delta, key: key, dataset: dataset)
             let expires = existing?.expiresAt ?? MemoryEngine.expiry(ttl, now: now)
             lru.set(prefix + key, data: Data(String(next).utf8), version: version, expiresAt: expires)
             return next

@@ -29,6 +29,28 @@ public protocol KeyValueStore: Sendable {
     func scan(prefix: String, after: String?, limit: Int) async throws -> [KeyValueEntry]
 }
 
+/// The counter rule every key-value engine shares: values are decimal integers, a missing key counts as 0.
+public enum KeyValueCounter {
+    /// The value after adding `delta` to `current` (nil for a missing key), or a typed error for a
+    /// non-integer value or an overflow.
+    public static func increment(_ current: Data?, by delta: Int64, key: String, dataset: String) throws -> Int64 {
+        var value: Int64 = 0
+        if let current {
+            guard let n = Int64(String(decoding: current, as: UTF8.self)) else {
+                throw PolyglotError(.conflict, "Key '\(key)' of '\(dataset)' holds a value that is not a decimal integer, so it cannot be incremented.",
+                                    fix: "Increment only keys written by increment, or delete the key first.")
+            }
+            value = n
+        }
+        let (next, overflow) = value.addingReportingOverflow(delta)
+        if overflow {
+            throw PolyglotError(.invalidArgument, "Incrementing key '\(key)' of '\(dataset)' by \(delta) overflows a 64-bit integer.",
+                                fix: "Use a smaller delta or reset the key.")
+        }
+        return next
+    }
+}
+
 /// Fixed-dimension vectors with metadata and nearest-neighbour search.
 public protocol VectorStore: Sendable {
     func upsert(_ records: [VectorRecord]) async throws -> ConsistencyToken
