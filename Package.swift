@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Polyglot", targets: ["Polyglot"]),
         .library(name: "PolyglotSQLite", targets: ["PolyglotSQLite"]),
         .library(name: "PolyglotTesting", targets: ["PolyglotTesting"]),
+        .library(name: "PolyglotVectorIndex", targets: ["PolyglotVectorIndex"]),
         .executable(name: "polyglot", targets: ["polyglot"]),
     ],
     dependencies: [
@@ -46,6 +47,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "PolyglotVectorIndex",
+            dependencies: ["Polyglot"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "PolyglotTesting",
             dependencies: ["Polyglot"],
             swiftSettings: strict
@@ -63,6 +69,17 @@ let package = Package(
             name: "PolyglotBenchmarks",
             dependencies: ["Polyglot", "PolyglotSQLite", .product(name: "SQLiteNIO", package: "sqlite-nio")],
             path: "Benchmarks/PolyglotBenchmarks",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "VectorBenchmarks",
+            dependencies: ["Polyglot", "PolyglotVectorIndex"],
+            path: "Benchmarks/VectorBenchmarks",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PolyglotVectorIndexTests",
+            dependencies: ["Polyglot", "PolyglotVectorIndex"],
             swiftSettings: strict
         ),
         .testTarget(

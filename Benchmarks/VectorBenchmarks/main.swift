@@ -1,0 +1,1 @@
+print("vector benchmarks: not written yet")

@@ -1,0 +1,2 @@
+// Placeholder so the target builds; the HNSW index is being written (issue 3).
+import Polyglot
