@@ -84,7 +84,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PolyglotTests",
-            dependencies: ["Polyglot", "PolyglotTesting"],
+            dependencies: ["Polyglot", "PolyglotTesting", .product(name: "MetricsTestKit", package: "swift-metrics"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strict
         ),
         .testTarget(

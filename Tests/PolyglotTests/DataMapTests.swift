@@ -72,6 +72,8 @@ import Testing
         ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: graphs, engine: p }", "Use one of"),
         ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: keyValue, engine: p, colour: red }", "unknown setting 'colour'"),
         ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { engine: p }", "has no `model:`"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  \"bad\\\"name\": { model: keyValue, engine: p }", "cannot use as a table"),
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  a__b: { model: keyValue, engine: p }", "cannot use as a table"),
     ])
     func badMapsGiveErrorsThatNameTheProblemAndTheFix(_ yaml: String, _ expected: String) throws {
         let e = try #require(Self.error(yaml), "map should be refused: \(yaml)")

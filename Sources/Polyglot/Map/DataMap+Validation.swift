@@ -25,6 +25,10 @@ extension DataMap {
             if !seenDatasets.insert(ds.name).inserted {
                 problem("\(at) is declared twice.", fix: "Give each dataset a unique name.")
             }
+            if !DataMap.isValidDatasetName(ds.name) {
+                problem("\(at) has a name engines cannot use as a table or key prefix.",
+                        fix: "Start with a letter; use letters, digits and single underscores (no '__', no leading '_polyglot').")
+            }
             guard let engine = engine(named: ds.engine) else {
                 problem(.unknownEngine, "\(at) is on engine '\(ds.engine)', which is not declared (engines: \(engineNames)).",
                         fix: "Declare '\(ds.engine)' under `engines:` or point `engine:` at one of the declared engines.")
@@ -94,6 +98,12 @@ extension DataMap {
         if problems.count == 1 { throw problems[0] }
         let code = problems.allSatisfy { $0.code == problems[0].code } ? problems[0].code : .invalidDataMap
         throw PolyglotError(code, "The data map has \(problems.count) problems:\n" + problems.map { "- \($0.description)" }.joined(separator: "\n"))
+    }
+
+    /// Dataset names become table names and key prefixes: a letter, then letters, digits and single underscores.
+    public static func isValidDatasetName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first.properties.isAlphabetic, first.isASCII, name.count <= 63 else { return false }
+        return !name.contains("__") && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
     }
 
     private func validateProjection(_ p: ProjectionSpec, of ds: DatasetSpec, registry: EngineRegistry, problem: (PolyglotError) -> Void) {
