@@ -260,6 +260,21 @@ extension ConformanceSuite {
             try await items.delete("a")
             try expect(try await items.get("a") == nil, "read after delete returned the cached document")
         },
+        ConformanceCheck(.cache, "reads inside a transaction never put uncommitted data in the cache", datasets: cached()) { db in
+            struct Rollback: Error {}
+            let items = try db.documents("items")
+            try await items.put("a", ["v": 1])
+            do {
+                try await db.transaction(on: "source") {
+                    try await items.put("a", ["v": 2])
+                    let inside = try await items.get("a")?.json()["v"]
+                    try expect(inside == 2, "a read inside the transaction must see its own write, got \(String(describing: inside))")
+                    throw Rollback()
+                }
+            } catch is Rollback {}
+            let after = try await items.get("a")?.json()["v"]
+            try expect(after == 1, "after rollback the cache served \(String(describing: after))")
+        },
         ConformanceCheck(.cache, "concurrent misses load the source once", datasets: cached()) { db in
             let items = try db.documents("items")
             try await items.put("hot", ["v": 1])

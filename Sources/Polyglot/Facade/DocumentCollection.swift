@@ -67,7 +67,8 @@ public struct DocumentCollection: Sendable {
     public func get(_ id: String) async throws -> Document? {
         try runtime.checkKey(id)
         let store = self.store
-        guard let cache = runtime.cache else {
+        // Inside a transaction the source may hold uncommitted writes: read it directly and never fill the cache.
+        guard let cache = runtime.cache, TransactionScope.current == nil else {
             return try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
         }
         let start = ContinuousClock.now

@@ -60,6 +60,10 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
     public func prepare(_ datasets: [DatasetSpec]) async throws {}
     public func close() async throws { lru.withLock { $0 = LRUStore(maxEntries: $0.maxEntries, maxBytes: $0.maxBytes) } }
 
+    /// How long an invalidation is remembered. Fills of loads that took longer are refused, so an expired
+    /// tombstone can never let a stale value in; it is short so a rolled-back write blocks fills only briefly.
+    static let tombstoneLifetime: Duration = .seconds(10)
+
     func nextVersion() -> Int64 { sequence.add(1, ordering: .relaxed).newValue }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
@@ -95,6 +99,8 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
         let now = MemoryEngine.now()
         let stored = lru.withLock { lru -> Bool in
             if let evicted = lru.lastTombstoneEviction, evicted >= loadStartedAt { return false }
+            // A load slower than a tombstone's lifetime may have missed an invalidation that has since expired.
+            if ContinuousClock.now - loadStartedAt >= MemoryEngine.tombstoneLifetime { return false }
             // A live entry or tombstone with a newer version wins: never write an older version over a newer one.
             if let existing = lru.peek(key), existing.expiresAt > now, existing.version > entry.version { return false }
             lru.set(key, data: entry.data, version: entry.version, expiresAt: MemoryEngine.expiry(ttl, jitter: jitter, now: now))
@@ -106,8 +112,8 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
 
     public func invalidate(_ key: String, version: Int64, ttl: Duration) async throws {
         let now = MemoryEngine.now()
-        // A tombstone lives at least a minute so slow loads that started before it cannot land after it.
-        let keep = max(ttl, .seconds(60))
+        // A tombstone outlives any load that `fill` still accepts (see `maxLoadDuration`).
+        let keep = MemoryEngine.tombstoneLifetime
         lru.withLock { lru in
             if let existing = lru.peek(key), existing.expiresAt > now, existing.version > version { return }
             lru.set(key, data: Data(), version: version, expiresAt: MemoryEngine.expiry(keep, now: now), tombstone: true)
