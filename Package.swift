@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "PolyglotSQLite",
             dependencies: [
-                "Polyglot",
+                "Polyglot", "PolyglotVectorIndex",
                 // Only for its bundled SQLite (3.5x, FTS5, JSON); we drive the C API ourselves.
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,6 @@
 import Foundation
 import Polyglot
+import PolyglotVectorIndex
 
 /// Documents as JSON text in `<dataset>(id, version, body)`. Search, vectors and graph projections on the
 /// same engine are updated in the same transaction as the document, so they are never behind it.
@@ -10,14 +11,14 @@ struct SQLiteDocumentStore: DocumentStore {
 
     func put(_ documents: [(id: String, data: Data)]) async throws -> [Int64] {
         let upsert = "INSERT INTO \(table)(id, version, body) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET version = excluded.version, body = excluded.body"
-        let projections = ProjectionWriter(spec: spec)
-        return try await engine.write { c in
+        let projections = ProjectionWriter(spec: spec, engine: engine)
+        return try await engine.write { c, post in
             var versions: [Int64] = []
             versions.reserveCapacity(documents.count)
             for (id, data) in documents {
                 let version = try engine.appendOutbox(c, dataset: spec.name, key: id, op: "put", payload: data)
                 try c.run(upsert, [.text(id), .integer(version), .textBytes(data)])
-                if projections.any { try projections.apply(c, id: id, data: data, version: version) }
+                if projections.any { try projections.apply(c, post, id: id, data: data, version: version) }
                 versions.append(version)
             }
             return versions
@@ -51,12 +52,12 @@ struct SQLiteDocumentStore: DocumentStore {
     }
 
     func delete(_ id: String) async throws -> ConsistencyToken? {
-        let projections = ProjectionWriter(spec: spec)
-        return try await engine.write { c -> ConsistencyToken? in
+        let projections = ProjectionWriter(spec: spec, engine: engine)
+        return try await engine.write { c, post -> ConsistencyToken? in
             let rowid = try c.query("SELECT rowid FROM \(table) WHERE id = ?", [.text(id)]).first?.first?.int
             guard let rowid else { return nil }
             let version = try engine.appendOutbox(c, dataset: spec.name, key: id, op: "delete", payload: nil)
-            try projections.remove(c, id: id, rowid: rowid)
+            try projections.remove(c, post, id: id, rowid: rowid)
             try c.run("DELETE FROM \(table) WHERE id = ?", [.text(id)])
             return engine.token(version)
         }
@@ -86,9 +87,11 @@ struct ProjectionWriter {
     let search: ProjectionSpec?
     let vectors: ProjectionSpec?
     let graph: ProjectionSpec?
+    let vectorIndex: HNSWIndex?
 
-    init(spec: DatasetSpec) {
+    init(spec: DatasetSpec, engine: SQLiteEngine) {
         self.spec = spec
+        vectorIndex = engine.vectorIndexes.get(spec.name + "__vectors")
         search = spec.projection(.search).flatMap { $0.engine == spec.engine ? $0 : nil }
         vectors = spec.projection(.vectors).flatMap { $0.engine == spec.engine ? $0 : nil }
         graph = spec.projection(.graph).flatMap { $0.engine == spec.engine ? $0 : nil }
@@ -106,7 +109,7 @@ struct ProjectionWriter {
         }
     }
 
-    func apply(_ c: SQLiteConnection, id: String, data: Data, version: Int64) throws {
+    func apply(_ c: SQLiteConnection, _ post: PostCommit, id: String, data: Data, version: Int64) throws {
         let body = try JSON(parsing: data)
         let q = SQLFilter.quoteIdentifier
         if let search {
@@ -135,8 +138,10 @@ struct ProjectionWriter {
             if let vector {
                 try VectorMath.validate(vector, dimension: dim, dataset: spec.name)
                 try c.run("INSERT OR REPLACE INTO \(q(spec.name + "__vectors"))(id, vector) VALUES (?, ?)", [.text(id), .blob(VectorBlob.encode(vector))])
+                if let vectorIndex { post.add { try vectorIndex.upsert(id, vector) } }
             } else {
                 try c.run("DELETE FROM \(q(spec.name + "__vectors")) WHERE id = ?", [.text(id)])
+                if let vectorIndex { post.add { vectorIndex.delete(id) } }
             }
         }
         if let graph, let field = graph.edgeField {
@@ -150,10 +155,13 @@ struct ProjectionWriter {
         }
     }
 
-    func remove(_ c: SQLiteConnection, id: String, rowid: Int64) throws {
+    func remove(_ c: SQLiteConnection, _ post: PostCommit, id: String, rowid: Int64) throws {
         let q = SQLFilter.quoteIdentifier
         if search != nil { try c.run("DELETE FROM \(q(spec.name + "__fts")) WHERE rowid = ?", [.integer(rowid)]) }
-        if vectors != nil { try c.run("DELETE FROM \(q(spec.name + "__vectors")) WHERE id = ?", [.text(id)]) }
+        if vectors != nil {
+            try c.run("DELETE FROM \(q(spec.name + "__vectors")) WHERE id = ?", [.text(id)])
+            if let vectorIndex { post.add { vectorIndex.delete(id) } }
+        }
         if graph != nil { try c.run("DELETE FROM \(q(spec.name + "__edges")) WHERE src = ? OR dst = ?", [.text(id), .text(id)]) }
     }
 }

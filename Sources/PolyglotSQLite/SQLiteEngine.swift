@@ -28,6 +28,8 @@ public final class SQLiteEngine: Engine, EngineFactory {
     let temporary: Bool
     let logger: Logger
     private let writer: ConnectionBox
+    /// The writer connection; only for code already holding the write lock.
+    var writerConnection: SQLiteConnection { writer.connection }
     private let writeLock = AsyncLock()
     private let readers: [ReaderSlot]
     private let nextReader = Atomic<Int>(0)
@@ -36,7 +38,9 @@ public final class SQLiteEngine: Engine, EngineFactory {
     struct TxContext: Sendable {
         let engine: ObjectIdentifier
         let box: ConnectionBox
+        let post: PostCommit
     }
+    let vectorIndexes = VectorIndexes()
     @TaskLocal static var transaction: TxContext?
 
     public init(spec: EngineSpec, logger: Logger = Logger(label: "polyglot.sqlite")) throws {
@@ -92,27 +96,37 @@ public final class SQLiteEngine: Engine, EngineFactory {
 
     /// Runs a write atomically: in its own IMMEDIATE transaction, or in a savepoint of the current transaction.
     func write<R>(_ body: (SQLiteConnection) throws -> R) async throws -> R {
+        try await write { c, _ in try body(c) }
+    }
+
+    /// Runs a write atomically; actions added to `post` run after the commit, still under the write lock,
+    /// so in-memory indexes follow the database in commit order. They are dropped if the write rolls back.
+    func write<R>(_ body: (SQLiteConnection, PostCommit) throws -> R) async throws -> R {
         try checkOpen()
         if let tx = currentTransaction {
             let c = tx.box.connection
+            let mark = tx.post.count
             try c.run("SAVEPOINT polyglot_op")
             do {
-                let r = try body(c)
+                let r = try body(c, tx.post)
                 try c.run("RELEASE polyglot_op")
                 return r
             } catch {
                 try? c.run("ROLLBACK TO polyglot_op")
                 try? c.run("RELEASE polyglot_op")
+                tx.post.truncate(to: mark)
                 throw error
             }
         }
         await writeLock.lock()
         defer { writeLock.unlock() }
         let c = writer.connection
+        let post = PostCommit()
         try c.run("BEGIN IMMEDIATE")
         do {
-            let r = try body(c)
+            let r = try body(c, post)
             try c.run("COMMIT")
+            post.run(logger)
             return r
         } catch {
             if c.inTransaction { try? c.run("ROLLBACK") }
@@ -126,12 +140,14 @@ public final class SQLiteEngine: Engine, EngineFactory {
         await writeLock.lock()
         defer { writeLock.unlock() }
         let c = writer.connection
+        let post = PostCommit()
         try c.run("BEGIN IMMEDIATE")
         do {
-            let r = try await SQLiteEngine.$transaction.withValue(TxContext(engine: ObjectIdentifier(self), box: writer)) {
+            let r = try await SQLiteEngine.$transaction.withValue(TxContext(engine: ObjectIdentifier(self), box: writer, post: post)) {
                 try await body()
             }
             try c.run("COMMIT")
+            post.run(logger)
             return r
         } catch {
             if c.inTransaction { try? c.run("ROLLBACK") }
@@ -152,6 +168,14 @@ public final class SQLiteEngine: Engine, EngineFactory {
         try await write { c in
             for ds in datasets { try c.script(try SQLiteSchema.script(for: ds, existingColumns: try SQLiteSchema.columns(of: ds.name, on: c))) }
         }
+        for ds in datasets {
+            if ds.model == .vectors, let dim = ds.dimension {
+                try await openVectorIndex(table: ds.name, dataset: ds.name, dimension: dim, metric: ds.metric, index: ds.index)
+            }
+            if let p = ds.projection(.vectors), p.engine == spec.name, let dim = p.dimension {
+                try await openVectorIndex(table: ds.name + "__vectors", dataset: ds.name, dimension: dim, metric: p.metric, index: p.index)
+            }
+        }
     }
 
     public func ping() async throws { _ = try read { try $0.query("SELECT 1") } }
@@ -160,6 +184,7 @@ public final class SQLiteEngine: Engine, EngineFactory {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
         await writeLock.lock()
         defer { writeLock.unlock() }
+        if !temporary { saveVectorIndexes() }
         try? writer.connection.run("PRAGMA wal_checkpoint(TRUNCATE)")
         if temporary {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }

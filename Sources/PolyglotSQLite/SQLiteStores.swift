@@ -1,5 +1,6 @@
 import Foundation
 import Polyglot
+import PolyglotVectorIndex
 
 private let q = SQLFilter.quoteIdentifier
 
@@ -44,22 +45,28 @@ struct SQLiteSearchIndex: SearchIndex {
     }
 }
 
-/// Vectors with exact (full-scan) nearest-neighbour search. A vectors dataset keeps metadata with each vector;
-/// a documents dataset's vectors projection filters on the document itself.
+/// Vectors in SQLite (the durable copy) with an in-memory HNSW index for approximate search; `exact: true`,
+/// and any search inside a transaction (which must see its own uncommitted writes), scan the table instead.
+/// A vectors dataset keeps metadata with each vector; a documents dataset's vectors projection filters on the
+/// document itself.
 struct SQLiteVectorStore: VectorStore {
     let engine: SQLiteEngine
     let spec: DatasetSpec
     let projected: Bool
     var metric: VectorMetric { projected ? (spec.projection(.vectors)?.metric ?? .cosine) : spec.metric }
-    var table: String { q(projected ? spec.name + "__vectors" : spec.name) }
+    var tableName: String { projected ? spec.name + "__vectors" : spec.name }
+    var table: String { q(tableName) }
+    var index: HNSWIndex? { engine.vectorIndexes.get(tableName) }
 
     func upsert(_ records: [VectorRecord]) async throws -> ConsistencyToken {
         if projected {
             throw PolyglotError(.invalidArgument, "The vectors projection of '\(spec.name)' is derived from its documents and cannot be written directly.",
                                 fix: "Put the document; its embedding is updated in the same transaction.")
         }
-        return try await engine.write { c in
+        let index = self.index
+        return try await engine.write { c, post in
             var last: Int64 = 0
+            if let index { post.add { try index.upsert(records.map { ($0.id, $0.vector) }) } }
             for r in records {
                 last = try engine.appendOutbox(c, dataset: spec.name, key: r.id, op: "put", payload: nil)
                 try c.run("INSERT INTO \(table)(id, version, vector, metadata) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET version = excluded.version, vector = excluded.vector, metadata = excluded.metadata",
@@ -70,8 +77,10 @@ struct SQLiteVectorStore: VectorStore {
     }
 
     func delete(_ id: String) async throws -> Bool {
-        try await engine.write { c in
+        let index = self.index
+        return try await engine.write { c, post in
             guard try !c.query("SELECT 1 FROM \(table) WHERE id = ?", [.text(id)]).isEmpty else { return false }
+            if let index { post.add { index.delete(id) } }
             if !projected { _ = try engine.appendOutbox(c, dataset: spec.name, key: id, op: "delete", payload: nil) }
             try c.run("DELETE FROM \(table) WHERE id = ?", [.text(id)])
             return true
@@ -86,7 +95,43 @@ struct SQLiteVectorStore: VectorStore {
         }
     }
 
-    func nearest(to query: [Float], k: Int, filter: Filter, exact: Bool) async throws -> [VectorHit] {
+    func nearest(to query: [Float], k: Int, filter: Filter, exact: Bool, ef: Int?) async throws -> [VectorHit] {
+        if !exact, engine.currentTransaction == nil, let index {
+            return try approximate(index, query, k: k, filter: filter, ef: ef)
+        }
+        return try scan(query, k: k, filter: filter)
+    }
+
+    /// The HNSW answer. A filter is evaluated in SQLite first; the index then searches among the matching ids
+    /// (falling back to an exact scan of them when they are few).
+    func approximate(_ index: HNSWIndex, _ query: [Float], k: Int, filter: Filter, ef: Int?) throws -> [VectorHit] {
+        var allowed: (@Sendable (String) -> Bool)?
+        if filter != .all {
+            var f = SQLFilter(.json(column: projected ? "d.body" : "v.metadata"))
+            let whereSQL = try f.translate(filter)
+            let sql = projected
+                ? "SELECT v.id FROM \(table) v JOIN \(q(spec.name)) d ON d.id = v.id WHERE \(whereSQL)"
+                : "SELECT v.id FROM \(table) v WHERE \(whereSQL)"
+            let binds = f.binds
+            let ids = Set(try engine.read { c in try c.query(sql, binds).compactMap { $0[0].string } })
+            if ids.isEmpty { return [] }
+            allowed = { ids.contains($0) }
+        }
+        let hits = try index.search(query, k: k, ef: ef, filter: allowed)
+        var metadata: [String: JSON] = [:]
+        if !projected, !hits.isEmpty {
+            let list = JSON.array(hits.map { .string($0.id) }).text
+            try engine.read { c in
+                for row in try c.query("SELECT id, metadata FROM \(table) WHERE id IN (SELECT value FROM json_each(?)) AND metadata IS NOT NULL", [.text(list)]) {
+                    if let id = row[0].string, let m = row[1].string { metadata[id] = try JSON(parsing: m) }
+                }
+            }
+        }
+        return hits.map { VectorHit(id: $0.id, distance: $0.distance, metadata: metadata[$0.id]) }
+    }
+
+    /// The exact answer: a full scan of the (filtered) table.
+    func scan(_ query: [Float], k: Int, filter: Filter) throws -> [VectorHit] {
         var f = SQLFilter(.json(column: projected ? "d.body" : "v.metadata"))
         let whereSQL = try f.translate(filter)
         let sql = projected

@@ -121,13 +121,15 @@ public struct VectorCollection: Sendable {
     }
 
     /// The `k` nearest vectors, closest first, among those whose metadata matches `filter`.
+    /// Answered by the approximate (HNSW) index where the engine has one; `ef` trades speed for recall per query.
     /// `exact: true` forces a full scan, which is what recall checks compare against.
-    public func nearest(to query: [Float], k: Int = 10, where filter: Filter = .all, exact: Bool = false) async throws -> [VectorHit] {
+    public func nearest(to query: [Float], k: Int = 10, where filter: Filter = .all, exact: Bool = false, ef: Int? = nil) async throws -> [VectorHit] {
+        if let ef, ef < 1 { throw PolyglotError(.invalidArgument, "ef \(ef) is below 1.", fix: "Pass ef of at least k, e.g. 64, or nil for the dataset's default.") }
         try VectorMath.validate(query, dimension: dimension, dataset: name)
         try DocumentCollection.checkLimit(k)
         try filter.validate()
         let store = self.store
-        return try await runtime.measure("nearest", { try await store.nearest(to: query, k: k, filter: filter, exact: exact) }, size: { ($0.count, 0) })
+        return try await runtime.measure("nearest", { try await store.nearest(to: query, k: k, filter: filter, exact: exact, ef: ef) }, size: { ($0.count, 0) })
     }
 
     public func count() async throws -> Int {

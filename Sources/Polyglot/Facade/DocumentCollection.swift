@@ -128,7 +128,7 @@ public struct DocumentCollection: Sendable {
     }
 
     /// The `k` documents whose embeddings are nearest to `vector`, optionally among those matching `filter`.
-    public func nearest(to vector: [Float], k: Int = 10, where filter: Filter = .all) async throws -> [VectorHit] {
+    public func nearest(to vector: [Float], k: Int = 10, where filter: Filter = .all, exact: Bool = false) async throws -> [VectorHit] {
         guard let index = runtime.projectedVectors, let p = runtime.spec.projection(.vectors) else {
             throw PolyglotError(.missingCapability, "Dataset '\(name)' has no vectors projection.",
                                 fix: "Add `- { kind: vectors, engine: \(runtime.engineName), fields: [...], dimension: 64 }` under its `projections:`.")
@@ -136,7 +136,7 @@ public struct DocumentCollection: Sendable {
         try VectorMath.validate(vector, dimension: p.dimension ?? vector.count, dataset: name)
         try runtime.checkFilter(filter)
         try Self.checkLimit(k)
-        return try await runtime.measure("nearest", engine: p.engine, { try await index.nearest(to: vector, k: k, filter: filter, exact: true) },
+        return try await runtime.measure("nearest", engine: p.engine, { try await index.nearest(to: vector, k: k, filter: filter, exact: exact, ef: nil) },
                                          size: { ($0.count, 0) })
     }
 

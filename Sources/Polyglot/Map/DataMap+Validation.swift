@@ -9,6 +9,12 @@ extension DataMap {
         func problem(_ message: String, fix: String) { problem(.invalidDataMap, message, fix: fix) }
         let engineNames = engines.map(\.name).sorted().joined(separator: ", ")
 
+        func checkIndex(_ i: VectorIndexSpec, at: String) {
+            if !(2...128).contains(i.m) || i.efConstruction < 1 || i.efSearch < 1 {
+                problem("\(at) has index settings m \(i.m), efConstruction \(i.efConstruction), efSearch \(i.efSearch).",
+                        fix: "Use m between 2 and 128 (16 is a good default) and positive ef values, e.g. efConstruction 200, efSearch 64.")
+            }
+        }
         var seenEngines = Set<String>()
         for engine in engines {
             if !seenEngines.insert(engine.name).inserted {
@@ -63,6 +69,8 @@ extension DataMap {
                     problem("\(at) is a vectors dataset with no `dimension:`.", fix: "Add `dimension:` with the length of your embeddings, e.g. 384.")
                 }
             }
+            if ds.model == .vectors { checkIndex(ds.index, at: at) }
+            if let p = ds.projection(.vectors) { checkIndex(p.index, at: at + ", projection vectors") }
             if ds.model == .table {
                 if ds.fields.isEmpty {
                     problem("\(at) is a table with no `columns:`.", fix: "Declare its columns, e.g. `columns: { id: integer!, total: number }`.")

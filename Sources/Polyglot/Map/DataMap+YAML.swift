@@ -194,7 +194,7 @@ struct YAMLReader {
         let path = "datasets.\(name)"
         guard let m = node.mapping else { throw error(path, "must be a mapping with `model:` and `engine:`", line: node.mark) }
         try allowOnly(["model", "engine", "fields", "columns", "primaryKey", "dimension", "metric", "ttl", "retention",
-                       "maxKeyBytes", "maxValueBytes", "projections"], in: m, at: path)
+                       "maxKeyBytes", "maxValueBytes", "projections", "index"], in: m, at: path)
         guard let modelNode = m["model"] else {
             throw error(path, "has no `model:`", line: node.mark, fix: "Add `model:` with one of: \(DataModel.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
@@ -212,6 +212,7 @@ struct YAMLReader {
         if let v = m["retention"] { spec.retention = try duration(v, at: "\(path).retention") }
         if let v = m["maxKeyBytes"] { spec.maxKeyBytes = try int(v, at: "\(path).maxKeyBytes") }
         if let v = m["maxValueBytes"] { spec.maxValueBytes = try int(v, at: "\(path).maxValueBytes") }
+        if let v = m["index"] { spec.index = try vectorIndex(v, at: "\(path).index") }
         if let v = m["projections"] {
             guard let seq = v.sequence else {
                 throw error("\(path).projections", "must be a list", line: v.mark, fix: "Write each projection as a `- kind: ...` item.")
@@ -221,9 +222,21 @@ struct YAMLReader {
         return spec
     }
 
+    func vectorIndex(_ node: Node, at path: String) throws -> VectorIndexSpec {
+        guard let m = node.mapping else {
+            throw error(path, "must be a mapping", line: node.mark, fix: "Write e.g. `index: { m: 16, efConstruction: 200, efSearch: 64 }`.")
+        }
+        try allowOnly(["m", "efConstruction", "efSearch"], in: m, at: path)
+        var spec = VectorIndexSpec()
+        if let v = m["m"] { spec.m = try int(v, at: "\(path).m") }
+        if let v = m["efConstruction"] { spec.efConstruction = try int(v, at: "\(path).efConstruction") }
+        if let v = m["efSearch"] { spec.efSearch = try int(v, at: "\(path).efSearch") }
+        return spec
+    }
+
     func projection(_ node: Node, at path: String) throws -> ProjectionSpec {
         guard let m = node.mapping else { throw error(path, "must be a mapping with `kind:` and `engine:`", line: node.mark) }
-        try allowOnly(["kind", "engine", "ttl", "jitter", "fields", "vectorField", "dimension", "metric", "edgeField", "edgeLabel"],
+        try allowOnly(["kind", "engine", "ttl", "jitter", "fields", "vectorField", "dimension", "metric", "edgeField", "edgeLabel", "index"],
                       in: m, at: path)
         guard let kindNode = m["kind"] else {
             throw error(path, "has no `kind:`", line: node.mark, fix: "Use one of: \(ProjectionKind.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -239,6 +252,7 @@ struct YAMLReader {
         if let v = m["metric"] { spec.metric = try choice(v, VectorMetric.self, at: "\(path).metric") }
         if let v = m["edgeField"] { spec.edgeField = try string(v, at: "\(path).edgeField") }
         if let v = m["edgeLabel"] { spec.edgeLabel = try string(v, at: "\(path).edgeLabel") }
+        if let v = m["index"] { spec.index = try vectorIndex(v, at: "\(path).index") }
         return spec
     }
 }

@@ -64,6 +64,19 @@ public enum VectorMetric: String, Sendable, Hashable, CaseIterable, Codable {
     case innerProduct
 }
 
+/// Approximate nearest-neighbour index settings (HNSW) of a vectors dataset or projection.
+public struct VectorIndexSpec: Sendable, Hashable, Codable {
+    /// Neighbours per node; more gives better recall and more memory.
+    public var m: Int
+    /// Candidate list size while building; more gives a better graph and slower inserts.
+    public var efConstruction: Int
+    /// Candidate list size while searching, unless a query passes its own `ef`.
+    public var efSearch: Int
+    public init(m: Int = 16, efConstruction: Int = 200, efSearch: Int = 64) {
+        self.m = m; self.efConstruction = efConstruction; self.efSearch = efSearch
+    }
+}
+
 /// The type of a declared document field or table column.
 public enum FieldType: String, Sendable, Hashable, CaseIterable, Codable {
     case string, integer, number, boolean, timestamp, json
@@ -133,10 +146,13 @@ public struct ProjectionSpec: Sendable, Hashable, Codable {
     /// Graph projection: the document field holding the ids this document links to.
     public var edgeField: String?
     public var edgeLabel: String?
+    /// A `vectors` projection's index settings.
+    public var index: VectorIndexSpec
 
     public init(kind: ProjectionKind, engine: String, ttl: Duration? = nil, jitter: Double = 0.1, fields: [String] = [],
                 vectorField: String? = nil, dimension: Int? = nil, metric: VectorMetric = .cosine,
-                edgeField: String? = nil, edgeLabel: String? = nil) {
+                edgeField: String? = nil, edgeLabel: String? = nil, index: VectorIndexSpec = VectorIndexSpec()) {
+        self.index = index
         self.kind = kind; self.engine = engine; self.ttl = ttl; self.jitter = jitter; self.fields = fields
         self.vectorField = vectorField; self.dimension = dimension; self.metric = metric
         self.edgeField = edgeField; self.edgeLabel = edgeLabel
@@ -174,10 +190,14 @@ public struct DatasetSpec: Sendable, Hashable, Codable {
     public var maxKeyBytes: Int
     public var maxValueBytes: Int
     public var projections: [ProjectionSpec]
+    /// Vectors: the approximate index's settings.
+    public var index: VectorIndexSpec
 
     public init(name: String, model: DataModel, engine: String, fields: [FieldSpec] = [], primaryKey: String? = nil,
                 dimension: Int? = nil, metric: VectorMetric = .cosine, ttl: Duration? = nil, retention: Duration? = nil,
-                maxKeyBytes: Int = 512, maxValueBytes: Int = 1 << 20, projections: [ProjectionSpec] = []) {
+                maxKeyBytes: Int = 512, maxValueBytes: Int = 1 << 20, projections: [ProjectionSpec] = [],
+                index: VectorIndexSpec = VectorIndexSpec()) {
+        self.index = index
         self.name = name; self.model = model; self.engine = engine; self.fields = fields; self.primaryKey = primaryKey
         self.dimension = dimension; self.metric = metric; self.ttl = ttl; self.retention = retention
         self.maxKeyBytes = maxKeyBytes; self.maxValueBytes = maxValueBytes; self.projections = projections

@@ -57,7 +57,9 @@ public protocol VectorStore: Sendable {
     func delete(_ id: String) async throws -> Bool
     func get(_ id: String) async throws -> VectorRecord?
     /// The `k` nearest vectors among those whose metadata matches `filter`, closest first.
-    func nearest(to query: [Float], k: Int, filter: Filter, exact: Bool) async throws -> [VectorHit]
+    /// `exact` forces a full scan; otherwise an approximate index may answer, searching with `ef` candidates
+    /// (its configured default when nil).
+    func nearest(to query: [Float], k: Int, filter: Filter, exact: Bool, ef: Int?) async throws -> [VectorHit]
     func count() async throws -> Int
 }
 
