@@ -29,12 +29,13 @@ final class VectorIndexes: Sendable {
 extension SQLiteEngine {
     func indexFile(_ table: String) -> String { path + "." + table + ".hnsw" }
 
-    /// What the index must have been saved at to be current: the table's row count and the dataset's last
-    /// outbox position. Every write of the dataset moves one of them.
-    func indexStamp(table: String, dataset: String, on c: SQLiteConnection) throws -> String {
-        let rows = try c.query("SELECT count(*) FROM \(SQLFilter.quoteIdentifier(table))").first?.first?.int ?? 0
+    /// What an index file must have been saved with to be current: the table's row count and the dataset's
+    /// last outbox position. Every write through Polyglot moves the position; a raw SQL insert or delete on the
+    /// table moves the count. (A raw SQL UPDATE of a vector is not detected: delete the `.hnsw` file to rebuild.)
+    func indexStamp(table: String, dataset: String, on c: SQLiteConnection, rows: Int? = nil) throws -> String {
+        let count = try rows ?? Int(c.query("SELECT count(*) FROM \(SQLFilter.quoteIdentifier(table))").first?.first?.int ?? 0)
         let last = try c.query("SELECT max(position) FROM _polyglot_outbox WHERE dataset = ?", [.text(dataset)]).first?.first?.int ?? 0
-        return "v1 rows=\(rows) last=\(last)"
+        return "v1 rows=\(count) last=\(last)"
     }
 
     /// Loads the table's index from its file when the file is current, or rebuilds it from the table.
@@ -87,7 +88,8 @@ extension SQLiteEngine {
         for (table, index, dataset) in vectorIndexes.all {
             let file = indexFile(table)
             do {
-                let stamp = try indexStamp(table: table, dataset: dataset, on: writerConnection)
+                // The count is the index's own, so an index that missed a raw SQL change is saved as stale.
+                let stamp = try indexStamp(table: table, dataset: dataset, on: writerConnection, rows: index.count)
                 try? FileManager.default.removeItem(atPath: file + ".stamp")
                 try index.save(to: file)
                 try stamp.write(toFile: file + ".stamp", atomically: true, encoding: .utf8)

@@ -95,6 +95,30 @@ extension ConformanceSuite {
                 }
             }
         },
+        ConformanceCheck(.vectors, "approximate search keeps recall@10 of 0.9 against exact, filtered too, and never returns deleted ids", datasets: one(DatasetSpec(name: "v", model: .vectors, engine: "subject", dimension: 16))) { db in
+            let vs = try db.vectors("v")
+            var rng = SeededRandom(seed: 9)
+            let records = (0..<3000).map { i in VectorRecord(id: "v\(i)", vector: (0..<16).map { _ in rng.nextFloat() }, metadata: ["bucket": .number(Double(i % 10))]) }
+            for start in stride(from: 0, to: records.count, by: 500) { try await vs.upsert(Array(records[start..<start + 500])) }
+            for i in 0..<100 { try await vs.delete("v\(i * 7)") }
+            var found = 0, total = 0, foundFiltered = 0, totalFiltered = 0
+            for _ in 0..<30 {
+                let q = (0..<16).map { _ in rng.nextFloat() }
+                let exact = Set(try await vs.nearest(to: q, k: 10, exact: true).map(\.id))
+                let approx = try await vs.nearest(to: q, k: 10)
+                try expect(approx.allSatisfy { id in !(0..<100).contains { "v\($0 * 7)" == id.id } }, "a deleted id came back")
+                found += approx.filter { exact.contains($0.id) }.count
+                total += exact.count
+                let exactF = Set(try await vs.nearest(to: q, k: 10, where: .field("bucket") == 3, exact: true).map(\.id))
+                let approxF = try await vs.nearest(to: q, k: 10, where: .field("bucket") == 3)
+                try expect(approxF.allSatisfy { $0.metadata?["bucket"] == 3 }, "a filtered search returned a non-matching vector")
+                foundFiltered += approxF.filter { exactF.contains($0.id) }.count
+                totalFiltered += exactF.count
+            }
+            let recall = Double(found) / Double(total), recallF = Double(foundFiltered) / Double(totalFiltered)
+            try expect(recall >= 0.9, "recall@10 \(recall) is below 0.9")
+            try expect(recallF >= 0.9, "filtered recall@10 \(recallF) is below 0.9")
+        },
         ConformanceCheck(.vectors, "upsert replaces, delete removes, get returns metadata", datasets: one(DatasetSpec(name: "v", model: .vectors, engine: "subject", dimension: 3))) { db in
             let vs = try db.vectors("v")
             try await vs.upsert("a", vector: [1, 0, 0], metadata: ["tag": "x"])

@@ -222,3 +222,60 @@ struct Product: Codable, Sendable, Equatable {
         try await db.close()
     }
 }
+
+@Suite struct VectorIndexPersistenceTests {
+    func map(_ dir: String) -> DataMap {
+        DataMap(engines: [.sqlite(path: dir + "/v.sqlite")],
+                datasets: [DatasetSpec(name: "emb", model: .vectors, engine: "primary", dimension: 8, metric: .l2)])
+    }
+
+    @Test func theIndexIsSavedOnCloseAndRebuiltWhenStaleOrCorrupt() async throws {
+        let dir = tempDir()
+        var rng = SeededRandom(seed: 3)
+        let records = (0..<1000).map { VectorRecord(id: "v\($0)", vector: (0..<8).map { _ in rng.nextFloat() }) }
+        let q = (0..<8).map { _ in rng.nextFloat() }
+        let db1 = try await Polyglot(map: map(dir), registry: .embedded)
+        try await db1.vectors("emb").upsert(records)
+        let before = try await db1.vectors("emb").nearest(to: q, k: 5).map(\.id)
+        try await db1.close()
+        #expect(FileManager.default.fileExists(atPath: dir + "/v.sqlite.emb.hnsw"))
+
+        // Current file: loaded as saved, same answers.
+        let db2 = try await Polyglot(map: map(dir), registry: .embedded)
+        #expect(try await db2.vectors("emb").nearest(to: q, k: 5).map(\.id) == before)
+        // A change the index file does not know about (raw SQL bypasses the index) makes it stale.
+        _ = try await db2.sql(on: "primary", "DELETE FROM emb WHERE id = ?", [.string(before[0])])
+        try await db2.close()
+
+        let db3 = try await Polyglot(map: map(dir), registry: .embedded)
+        let after = try await db3.vectors("emb").nearest(to: q, k: 5).map(\.id)
+        #expect(!after.contains(before[0]), "a row deleted while the index file was stale came back")
+        try await db3.close()
+
+        // A corrupt file is rebuilt from SQLite, not trusted and not a crash.
+        let file = dir + "/v.sqlite.emb.hnsw"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: file))
+        let db4 = try await Polyglot(map: map(dir), registry: .embedded)
+        #expect(try await db4.vectors("emb").nearest(to: q, k: 5).map(\.id) == after)
+        #expect(try await db4.vectors("emb").count() == 999)
+        try await db4.close()
+    }
+
+    @Test func aRolledBackTransactionLeavesTheIndexAlone() async throws {
+        let db = try await Polyglot(map: map(tempDir()), registry: .embedded)
+        let emb = try db.vectors("emb")
+        try await emb.upsert("keep", vector: [1, 0, 0, 0, 0, 0, 0, 0])
+        struct Rollback: Error {}
+        do {
+            try await db.transaction(on: "primary") {
+                try await emb.upsert("ghost", vector: [0, 1, 0, 0, 0, 0, 0, 0])
+                #expect(try await emb.nearest(to: [0, 1, 0, 0, 0, 0, 0, 0], k: 1).first?.id == "ghost", "a transaction sees its own vector")
+                throw Rollback()
+            }
+        } catch is Rollback {}
+        #expect(try await emb.nearest(to: [0, 1, 0, 0, 0, 0, 0, 0], k: 2).map(\.id) == ["keep"])
+        try await db.close()
+    }
+}
