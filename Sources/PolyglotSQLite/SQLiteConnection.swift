@@ -167,6 +167,8 @@ final class SQLiteConnection {
         }
     }
 
+    func int64(_ stmt: OpaquePointer, _ i: Int32) -> Int64 { sqlite_nio_sqlite3_column_int64(stmt, i) }
+
     /// Column `i` as raw bytes (text or blob), without building a String.
     func columnData(_ stmt: OpaquePointer, _ i: Int32) -> Data {
         let n = Int(sqlite_nio_sqlite3_column_bytes(stmt, i))

@@ -7,10 +7,21 @@ import PolyglotVectorIndex
 struct SQLiteDocumentStore: DocumentStore {
     let engine: SQLiteEngine
     let spec: DatasetSpec
-    var table: String { SQLFilter.quoteIdentifier(spec.name) }
+    let table: String
+    /// Built once: the hot paths only look them up in the connection's statement cache.
+    let getSQL: String
+    let upsertSQL: String
+
+    init(engine: SQLiteEngine, spec: DatasetSpec) {
+        self.engine = engine
+        self.spec = spec
+        table = SQLFilter.quoteIdentifier(spec.name)
+        getSQL = "SELECT version, body FROM \(table) WHERE id = ?"
+        upsertSQL = "INSERT INTO \(table)(id, version, body) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET version = excluded.version, body = excluded.body"
+    }
 
     func put(_ documents: [(id: String, data: Data)]) async throws -> [Int64] {
-        let upsert = "INSERT INTO \(table)(id, version, body) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET version = excluded.version, body = excluded.body"
+        let upsert = upsertSQL
         let projections = ProjectionWriter(spec: spec, engine: engine)
         return try await engine.write { c, post in
             var versions: [Int64] = []
@@ -26,11 +37,11 @@ struct SQLiteDocumentStore: DocumentStore {
     }
 
     func get(_ id: String) async throws -> Document? {
-        let sql = "SELECT version, body FROM \(table) WHERE id = ?"
+        let sql = getSQL
         return try engine.read { c in
             var doc: Document?
             try c.each(sql, [.text(id)]) { stmt in
-                doc = Document(id: id, version: c.column(stmt, 0).int ?? 0, data: c.columnData(stmt, 1))
+                doc = Document(id: id, version: c.int64(stmt, 0), data: c.columnData(stmt, 1))
             }
             return doc
         }

@@ -34,18 +34,28 @@ final class DatasetRuntime: Sendable {
         projectedGraph = try spec.projection(.graph).map { try engines[$0.engine]!.projectedGraph(for: spec) }
         if let p = spec.projection(.cache) {
             cache = ReadThroughCache(backend: try engines[p.engine]!.cacheBackend(), engine: p.engine, dataset: spec.name,
-                                     ttl: p.ttl ?? .seconds(300), jitter: p.jitter)
+                                     ttl: p.ttl ?? .seconds(300), jitter: p.jitter,
+                                     hits: telemetry.recorder(OperationKey(dataset: spec.name, engine: p.engine, operation: "cache.hit")),
+                                     misses: telemetry.recorder(OperationKey(dataset: spec.name, engine: p.engine, operation: "cache.miss")))
         } else {
             cache = nil
         }
     }
 
-    /// The telemetry recorder for an operation on this dataset's source engine.
+    /// The telemetry recorder for an operation on this dataset's source engine (or on `engine`).
     func recorder(_ operation: String, engine: String? = nil) -> Telemetry.Recorder {
-        let name = engine.map { "\($0)/\(operation)" } ?? operation
+        guard let engine else {
+            return recorders.withLock { map in
+                if let r = map[operation] { return r }
+                let r = telemetry.recorder(OperationKey(dataset: spec.name, engine: engineName, operation: operation))
+                map[operation] = r
+                return r
+            }
+        }
+        let name = engine + "/" + operation
         return recorders.withLock { map in
             if let r = map[name] { return r }
-            let r = telemetry.recorder(OperationKey(dataset: spec.name, engine: engine ?? engineName, operation: operation))
+            let r = telemetry.recorder(OperationKey(dataset: spec.name, engine: engine, operation: operation))
             map[name] = r
             return r
         }
@@ -159,18 +169,29 @@ final class ReadThroughCache: Sendable {
     let dataset: String
     let ttl: Duration
     let jitter: Double
+    let hits: Telemetry.Recorder
+    let misses: Telemetry.Recorder
+    private let keyPrefix: String
     private let inFlight = Mutex<[String: Task<Document?, any Error>]>([:])
 
-    init(backend: any CacheBackend, engine: String, dataset: String, ttl: Duration, jitter: Double) {
+    init(backend: any CacheBackend, engine: String, dataset: String, ttl: Duration, jitter: Double,
+         hits: Telemetry.Recorder, misses: Telemetry.Recorder) {
         self.backend = backend; self.engine = engine; self.dataset = dataset; self.ttl = ttl; self.jitter = jitter
+        self.hits = hits; self.misses = misses
+        keyPrefix = "doc\u{1F}\(dataset)\u{1F}"
     }
 
-    func key(_ id: String) -> String { "doc\u{1F}\(dataset)\u{1F}\(id)" }
+    func key(_ id: String) -> String { keyPrefix + id }
 
-    /// Returns the cached document, or loads it once for all concurrent callers and fills the cache.
-    func get(_ id: String, load: @escaping @Sendable () async throws -> Document?) async throws -> (Document?, hit: Bool) {
+    /// The cached document, or nil on a miss.
+    func lookup(_ id: String) async throws -> Document? {
+        guard let entry = try await backend.lookup(key(id)) else { return nil }
+        return Document(id: id, version: entry.version, data: entry.data)
+    }
+
+    /// Loads a missed document once for all concurrent callers and fills the cache.
+    func load(_ id: String, load: @escaping @Sendable () async throws -> Document?) async throws -> Document? {
         let k = key(id)
-        if let entry = try await backend.lookup(k) { return (Document(id: id, version: entry.version, data: entry.data), true) }
         let (task, leader) = inFlight.withLock { map -> (Task<Document?, any Error>, Bool) in
             if let t = map[k] { return (t, false) }
             let backend = self.backend, ttl = self.ttl
@@ -188,7 +209,7 @@ final class ReadThroughCache: Sendable {
         defer {
             if leader { inFlight.withLock { map in if map[k] == task { map[k] = nil } } }
         }
-        return (try await task.value, false)
+        return try await task.value
     }
 
     func invalidate(_ id: String, version: Int64) async throws {

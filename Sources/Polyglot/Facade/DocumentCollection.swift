@@ -72,11 +72,14 @@ public struct DocumentCollection: Sendable {
             return try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
         }
         let start = ContinuousClock.now
-        let (doc, hit) = try await cache.get(id) { [runtime] in
+        if let doc = try await cache.lookup(id) {
+            cache.hits.record(nanoseconds: Telemetry.nanoseconds(since: start), rows: 1, bytes: doc.data.count)
+            return doc
+        }
+        let doc = try await cache.load(id) { [runtime] in
             try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
         }
-        runtime.recorder(hit ? "cache.hit" : "cache.miss", engine: cache.engine)
-            .record(nanoseconds: Telemetry.nanoseconds(since: start), rows: doc == nil ? 0 : 1, bytes: doc?.data.count ?? 0)
+        cache.misses.record(nanoseconds: Telemetry.nanoseconds(since: start), rows: doc == nil ? 0 : 1, bytes: doc?.data.count ?? 0)
         return doc
     }
 
@@ -178,6 +181,10 @@ public struct DocumentCollection: Sendable {
 /// ```
 public struct TypedDocumentCollection<T: Codable & Sendable>: Sendable {
     public let base: DocumentCollection
+    private let encoder = JSONEncoder()
+    private let decoder = JSONDecoder()
+
+    init(base: DocumentCollection) { self.base = base }
 
     @discardableResult
     public func put(_ id: String, _ value: T) async throws -> ConsistencyToken {
@@ -186,7 +193,6 @@ public struct TypedDocumentCollection<T: Codable & Sendable>: Sendable {
 
     @discardableResult
     public func putMany(_ values: [(id: String, value: T)]) async throws -> ConsistencyToken {
-        let encoder = JSONEncoder()
         let rt = base.runtime
         var docs: [(id: String, data: Data)] = []
         docs.reserveCapacity(values.count)
@@ -201,14 +207,13 @@ public struct TypedDocumentCollection<T: Codable & Sendable>: Sendable {
     }
 
     public func get(_ id: String) async throws -> T? {
-        try await base.get(id)?.decode(as: T.self)
+        try await base.get(id)?.decode(as: T.self, using: decoder)
     }
 
     @discardableResult
     public func delete(_ id: String) async throws -> ConsistencyToken? { try await base.delete(id) }
 
     public func query(_ filter: Filter = .all, sort: [SortKey] = [], limit: Int? = nil, offset: Int = 0) async throws -> [(id: String, value: T)] {
-        let decoder = JSONDecoder()
         return try await base.query(filter, sort: sort, limit: limit, offset: offset).map { ($0.id, try $0.decode(as: T.self, using: decoder)) }
     }
 

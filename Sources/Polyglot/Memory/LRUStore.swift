@@ -32,6 +32,8 @@ struct LRUStore {
     private var tail = -1  // least recent
     private(set) var bytes = 0
     var evictions: UInt64 = 0
+    /// Hit, miss, fill and invalidation counters, kept under the same lock as the entries.
+    var counters = CacheStats()
     /// When a tombstone was last evicted by pressure (monotonic); fills that began earlier are refused.
     var lastTombstoneEviction: ContinuousClock.Instant?
 

@@ -29,7 +29,6 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
     public let spec: EngineSpec
     public var capabilities: Set<Capability> { MemoryEngine.capabilities }
     let lru: Mutex<LRUStore>
-    private let counters = Mutex(CacheStats())
     private let sequence = Atomic<Int64>(0)
 
     public init(spec: EngineSpec) throws {
@@ -84,11 +83,14 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
     /// The synchronous lookup behind ``lookup(_:)``.
     public func lookupNow(_ key: String) -> CachedEntry? {
         let now = MemoryEngine.now()
-        let node = lru.withLock { $0.get(key, now: now) }
-        let hit = node.map { !$0.tombstone } ?? false
-        counters.withLock { if hit { $0.hits += 1 } else { $0.misses += 1 } }
-        guard let node, hit else { return nil }
-        return CachedEntry(version: node.version, data: node.data)
+        return lru.withLock { lru -> CachedEntry? in
+            guard let node = lru.get(key, now: now), !node.tombstone else {
+                lru.counters.misses += 1
+                return nil
+            }
+            lru.counters.hits += 1
+            return CachedEntry(version: node.version, data: node.data)
+        }
     }
 
     public func fill(_ key: String, _ entry: CachedEntry, ttl: Duration, loadStartedAt: ContinuousClock.Instant) async throws -> Bool {
@@ -106,7 +108,7 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
             lru.set(key, data: entry.data, version: entry.version, expiresAt: MemoryEngine.expiry(ttl, jitter: jitter, now: now))
             return true
         }
-        counters.withLock { if stored { $0.fills += 1 } else { $0.rejectedFills += 1 } }
+        lru.withLock { if stored { $0.counters.fills += 1 } else { $0.counters.rejectedFills += 1 } }
         return stored
     }
 
@@ -117,18 +119,18 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
         lru.withLock { lru in
             if let existing = lru.peek(key), existing.expiresAt > now, existing.version > version { return }
             lru.set(key, data: Data(), version: version, expiresAt: MemoryEngine.expiry(keep, now: now), tombstone: true)
+            lru.counters.invalidations += 1
         }
-        counters.withLock { $0.invalidations += 1 }
     }
 
     public func stats() -> CacheStats {
-        var s = counters.withLock { $0 }
         lru.withLock { lru in
+            var s = lru.counters
             s.entries = lru.count
             s.bytes = lru.bytes
             s.evictions = lru.evictions
+            return s
         }
-        return s
     }
 
     // MARK: Key-value
