@@ -183,10 +183,16 @@ final class ReadThroughCache: Sendable {
 
     func key(_ id: String) -> String { keyPrefix + id }
 
-    /// The cached document, or nil on a miss.
+    /// The cached document, or nil on a miss. In-process backends answer without an async hop.
     func lookup(_ id: String) async throws -> Document? {
-        guard let entry = try await backend.lookup(key(id)) else { return nil }
-        return Document(id: id, version: entry.version, data: entry.data)
+        let k = key(id)
+        switch backend.localLookup(k) {
+        case .hit(let entry): return Document(id: id, version: entry.version, data: entry.data)
+        case .miss: return nil
+        case .notLocal:
+            guard let entry = try await backend.lookup(k) else { return nil }
+            return Document(id: id, version: entry.version, data: entry.data)
+        }
     }
 
     /// Loads a missed document once for all concurrent callers and fills the cache.

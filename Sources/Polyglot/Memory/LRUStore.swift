@@ -75,6 +75,16 @@ struct LRUStore {
         return nodes[i]
     }
 
+    /// The live entry's version and value, marking it recently used; nil when absent, expired or a tombstone.
+    /// Copies only what a cache hit needs.
+    mutating func hit(_ key: String, now: Double) -> CachedEntry? {
+        guard let i = index[key] else { return nil }
+        if nodes[i].expiresAt <= now { remove(at: i); return nil }
+        if nodes[i].tombstone { return nil }
+        if head != i { unlink(i); pushFront(i) }
+        return CachedEntry(version: nodes[i].version, data: nodes[i].data)
+    }
+
     /// Reads without touching recency or removing.
     func peek(_ key: String) -> Node? { index[key].map { nodes[$0] } }
 

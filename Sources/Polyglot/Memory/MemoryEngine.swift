@@ -11,6 +11,20 @@ public protocol CacheBackend: Sendable {
     /// Drops `key` and remembers `version`, so no fill older than it can land afterwards.
     func invalidate(_ key: String, version: Int64, ttl: Duration) async throws
     func stats() -> CacheStats
+    /// An in-process backend answers here without suspending, which keeps a cache hit under a microsecond;
+    /// a remote one returns `.notLocal` (the default) and is asked through ``lookup(_:)``.
+    func localLookup(_ key: String) -> LocalLookup
+}
+
+/// The answer of ``CacheBackend/localLookup(_:)``.
+public enum LocalLookup: Sendable {
+    case hit(CachedEntry)
+    case miss
+    case notLocal
+}
+
+extension CacheBackend {
+    public func localLookup(_ key: String) -> LocalLookup { .notLocal }
 }
 
 /// The in-process engine (`kind: memory`): an LRU bounded by entries and bytes, with TTLs.
@@ -80,16 +94,21 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
 
     public func lookup(_ key: String) async throws -> CachedEntry? { lookupNow(key) }
 
+    public func localLookup(_ key: String) -> LocalLookup {
+        if let entry = lookupNow(key) { return .hit(entry) }
+        return .miss
+    }
+
     /// The synchronous lookup behind ``lookup(_:)``.
     public func lookupNow(_ key: String) -> CachedEntry? {
         let now = MemoryEngine.now()
         return lru.withLock { lru -> CachedEntry? in
-            guard let node = lru.get(key, now: now), !node.tombstone else {
+            guard let entry = lru.hit(key, now: now) else {
                 lru.counters.misses += 1
                 return nil
             }
             lru.counters.hits += 1
-            return CachedEntry(version: node.version, data: node.data)
+            return entry
         }
     }
 
