@@ -66,9 +66,9 @@ public struct DocumentCollection: Sendable {
     /// The document with this id, read through the cache projection when there is one.
     public func get(_ id: String) async throws -> Document? {
         try runtime.checkKey(id)
-        let store = self.store
         // Inside a transaction the source may hold uncommitted writes: read it directly and never fill the cache.
         guard let cache = runtime.cache, TransactionScope.current == nil else {
+            let store = self.store
             return try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
         }
         let start = ContinuousClock.now
@@ -76,6 +76,7 @@ public struct DocumentCollection: Sendable {
             cache.hits.record(nanoseconds: Telemetry.nanoseconds(since: start), rows: 1, bytes: doc.data.count)
             return doc
         }
+        let store = self.store
         let doc = try await cache.load(id) { [runtime] in
             try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
         }

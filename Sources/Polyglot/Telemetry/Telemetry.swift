@@ -96,8 +96,8 @@ public protocol TelemetryHistoryStore: Sendable {
 public final class Telemetry: Sendable {
     /// The recorder of one operation stream; hold it to skip the lookup on hot paths.
     public final class Recorder: Sendable {
-        let state = Mutex(OperationStats())
-        let unflushed = Mutex(OperationStats())
+        /// Everything since start, and what is not yet persisted: one lock for both.
+        let state = Mutex((total: OperationStats(), unflushed: OperationStats()))
         let timer: Metrics.Timer
         let counter: Counter
         let errorCounter: Counter
@@ -114,8 +114,10 @@ public final class Telemetry: Sendable {
 
         /// Records one finished operation.
         public func record(nanoseconds: UInt64, rows: Int = 0, bytes: Int = 0, failed: Bool = false) {
-            state.withLock { $0.add(nanoseconds: nanoseconds, rows: rows, bytes: bytes, failed: failed) }
-            unflushed.withLock { $0.add(nanoseconds: nanoseconds, rows: rows, bytes: bytes, failed: failed) }
+            state.withLock {
+                $0.total.add(nanoseconds: nanoseconds, rows: rows, bytes: bytes, failed: failed)
+                $0.unflushed.add(nanoseconds: nanoseconds, rows: rows, bytes: bytes, failed: failed)
+            }
             timer.recordNanoseconds(Int64(clamping: nanoseconds))
             counter.increment()
             if failed { errorCounter.increment() }
@@ -174,7 +176,7 @@ public final class Telemetry: Sendable {
     /// Everything measured since this process opened the data map.
     public func snapshot() -> TelemetrySnapshot {
         let all = streams.withLock { $0 }
-        let entries = all.map { key, s in TelemetrySnapshot.Entry(key: key, stats: s.state.withLock { $0 }) }.sorted { $0.key < $1.key }
+        let entries = all.map { key, s in TelemetrySnapshot.Entry(key: key, stats: s.state.withLock { $0.total }) }.sorted { $0.key < $1.key }
         let caches = cacheSources.withLock { $0 }.mapValues { $0() }
         return TelemetrySnapshot(takenAt: Date(), entries: entries, caches: caches)
     }
@@ -185,7 +187,7 @@ public final class Telemetry: Sendable {
         let all = streams.withLock { $0 }
         var out: [TelemetryRecord] = []
         for (key, s) in all {
-            let stats = s.unflushed.withLock { stats in defer { stats = OperationStats() }; return stats }
+            let stats = s.state.withLock { state in defer { state.unflushed = OperationStats() }; return state.unflushed }
             if stats.count > 0 { out.append(TelemetryRecord(intervalStart: start, intervalEnd: now, key: key, stats: stats)) }
         }
         return out.sorted { $0.key < $1.key }
@@ -193,7 +195,7 @@ public final class Telemetry: Sendable {
 
     /// Puts records back after a failed flush, so no interval is lost.
     public func restore(_ records: [TelemetryRecord]) {
-        for r in records { recorder(r.key).unflushed.withLock { $0.merge(r.stats) } }
+        for r in records { recorder(r.key).state.withLock { $0.unflushed.merge(r.stats) } }
     }
 
     /// Merges persisted records into one entry per stream, as `polyglot stats` shows history.
