@@ -116,9 +116,12 @@ final class SQLiteConnection {
         var stmt: OpaquePointer?
         let rc = sqlite_nio_sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
-        if statements.count > 256 {
-            for s in statements.values { sqlite_nio_sqlite3_finalize(s) }
-            statements.removeAll()
+        if statements.count >= 256 {
+            // Keep any statement that is mid-step (an outer `each` may still be reading it).
+            for (text, s) in statements where sqlite_nio_sqlite3_stmt_busy(s) == 0 {
+                sqlite_nio_sqlite3_finalize(s)
+                statements[text] = nil
+            }
         }
         statements[sql] = stmt
         return stmt

@@ -320,7 +320,7 @@ extension ConformanceSuite {
             // A slow reader that loaded version 1 finishes now: its fill must be refused.
             let refused = db.telemetry.snapshot().caches["subject"]?.rejectedFills ?? 0
             let backend = try db.cacheBackend(for: "items")
-            let stored = try await backend.fill("doc\u{1F}items\u{1F}a", CachedEntry(version: old.version, data: old.data), ttl: .seconds(60), loadStartedAt: .now)
+            let stored = try await backend.fill("doc\u{1F}items\u{1F}a", CachedEntry(version: old.version, data: old.data), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
             try expect(!stored, "an older fill overwrote a newer cached version")
             try expect((db.telemetry.snapshot().caches["subject"]?.rejectedFills ?? 0) == refused + 1, "rejected fill not counted")
             try expect(try await items.get("a")?.json()["v"] == 2, "the cache serves an older version")

@@ -1,6 +1,7 @@
 import Foundation
-import Polyglot
+@testable import Polyglot
 import PolyglotTesting
+import Synchronization
 import Testing
 
 @Suite struct DataMapTests {
@@ -90,15 +91,15 @@ import Testing
 @Suite struct MemoryEngineTests {
     @Test func evictsLeastRecentlyUsedByCountAndBytes() async throws {
         let engine = try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxEntries": "3", "maxBytes": "1MB"]))
-        for k in ["a", "b", "c"] { _ = engine.fill(k, CachedEntry(version: 1, data: Data(k.utf8)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) }
+        for k in ["a", "b", "c"] { _ = engine.fillNow(k, CachedEntry(version: 1, data: Data(k.utf8)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) }
         _ = engine.lookupNow("a")
-        _ = engine.fill("d", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
+        _ = engine.fillNow("d", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
         #expect(engine.lookupNow("b") == nil, "b was least recently used")
         #expect(engine.lookupNow("a") != nil)
         #expect(engine.stats().evictions == 1)
 
         let small = try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxBytes": "2KB"]))
-        for i in 0..<10 { _ = small.fill("k\(i)", CachedEntry(version: 1, data: Data(count: 500)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) }
+        for i in 0..<10 { _ = small.fillNow("k\(i)", CachedEntry(version: 1, data: Data(count: 500)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) }
         #expect(small.stats().bytes <= 2048 && small.stats().entries < 10)
     }
 
@@ -106,13 +107,21 @@ import Testing
         let engine = try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxEntries": "2"]))
         let started = ContinuousClock.now
         try await engine.invalidate("k", version: 5, ttl: .seconds(60))
-        #expect(!engine.fill("k", CachedEntry(version: 4, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now))
-        #expect(engine.fill("k", CachedEntry(version: 5, data: Data("new".utf8)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now))
+        #expect(!engine.fillNow("k", CachedEntry(version: 4, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now))
+        #expect(engine.fillNow("k", CachedEntry(version: 5, data: Data("new".utf8)), ttl: .seconds(60), jitter: 0, loadStartedAt: .now))
         try await engine.invalidate("t", version: 9, ttl: .seconds(60))
-        _ = engine.fill("x", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
-        _ = engine.fill("y", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
+        _ = engine.fillNow("x", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
+        _ = engine.fillNow("y", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: .now)
         // The tombstone for "t" was evicted; a load that began before that cannot prove it is fresh.
-        #expect(!engine.fill("t", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: started))
+        #expect(!engine.fillNow("t", CachedEntry(version: 1, data: Data()), ttl: .seconds(60), jitter: 0, loadStartedAt: started))
+    }
+
+    @Test func fillsSpreadTheirExpiryByTheConfiguredJitter() throws {
+        let engine = try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory"))
+        for i in 0..<200 { _ = engine.fillNow("k\(i)", CachedEntry(version: 1, data: Data()), ttl: .seconds(100), jitter: 0.2, loadStartedAt: .now) }
+        let expiries = (0..<200).compactMap { i in engine.lru.withLock { $0.peek("k\(i)")?.expiresAt } }
+        let spread = (expiries.max() ?? 0) - (expiries.min() ?? 0)
+        #expect(spread > 20 && spread <= 40, "±20% of 100 s should spread expiries over up to 40 s, got \(spread)")
     }
 
     @Test func badOptionsAreRefused() {

@@ -200,12 +200,12 @@ final class ReadThroughCache: Sendable {
         let k = key(id)
         let (task, leader) = inFlight.withLock { map -> (Task<Document?, any Error>, Bool) in
             if let t = map[k] { return (t, false) }
-            let backend = self.backend, ttl = self.ttl
+            let backend = self.backend, ttl = self.ttl, jitter = self.jitter
             let t = Task<Document?, any Error> {
                 let started = ContinuousClock.now
                 let doc = try await load()
                 if let doc {
-                    _ = try? await backend.fill(k, CachedEntry(version: doc.version, data: doc.data), ttl: ttl, loadStartedAt: started)
+                    _ = try? await backend.fill(k, CachedEntry(version: doc.version, data: doc.data), ttl: ttl, jitter: jitter, loadStartedAt: started)
                 }
                 return doc
             }

@@ -7,7 +7,8 @@ public protocol CacheBackend: Sendable {
     func lookup(_ key: String) async throws -> CachedEntry?
     /// Stores `entry` unless the cache already holds a newer version or a newer invalidation of `key`,
     /// or the load began before an invalidation the cache can no longer see. Returns whether it stored.
-    func fill(_ key: String, _ entry: CachedEntry, ttl: Duration, loadStartedAt: ContinuousClock.Instant) async throws -> Bool
+    /// `jitter` is the fraction of `ttl` added or removed at random, so entries filled together expire apart.
+    func fill(_ key: String, _ entry: CachedEntry, ttl: Duration, jitter: Double, loadStartedAt: ContinuousClock.Instant) async throws -> Bool
     /// Drops `key` and remembers `version`, so no fill older than it can land afterwards.
     func invalidate(_ key: String, version: Int64, ttl: Duration) async throws
     func stats() -> CacheStats
@@ -112,11 +113,12 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
         }
     }
 
-    public func fill(_ key: String, _ entry: CachedEntry, ttl: Duration, loadStartedAt: ContinuousClock.Instant) async throws -> Bool {
-        fill(key, entry, ttl: ttl, jitter: 0.1, loadStartedAt: loadStartedAt)
+    public func fill(_ key: String, _ entry: CachedEntry, ttl: Duration, jitter: Double, loadStartedAt: ContinuousClock.Instant) async throws -> Bool {
+        fillNow(key, entry, ttl: ttl, jitter: jitter, loadStartedAt: loadStartedAt)
     }
 
-    public func fill(_ key: String, _ entry: CachedEntry, ttl: Duration, jitter: Double, loadStartedAt: ContinuousClock.Instant) -> Bool {
+    /// The synchronous fill behind ``fill(_:_:ttl:jitter:loadStartedAt:)``.
+    public func fillNow(_ key: String, _ entry: CachedEntry, ttl: Duration, jitter: Double, loadStartedAt: ContinuousClock.Instant) -> Bool {
         let now = MemoryEngine.now()
         let stored = lru.withLock { lru -> Bool in
             if let evicted = lru.lastTombstoneEviction, evicted >= loadStartedAt { return false }
