@@ -180,6 +180,22 @@ public final class SQLiteEngine: Engine, EngineFactory {
 
     public func ping() async throws { _ = try read { try $0.query("SELECT 1") } }
 
+    /// How long outbox events are kept (option `outboxRetention`, default 24h). Until the relay consumes the
+    /// outbox, age is the only pruning rule.
+    var outboxRetention: TimeInterval {
+        guard let text = spec.options["outboxRetention"], let d = DataMap.parseDuration(text) else { return 86_400 }
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    public func maintain(now: Date) async throws {
+        let cutoff = now.timeIntervalSince1970 - outboxRetention
+        let pruned = try await write { c -> Int in
+            try c.run("DELETE FROM _polyglot_outbox WHERE created_at < ?", [.real(cutoff)])
+            return c.changes
+        }
+        if pruned > 0 { logger.debug("outbox pruned", metadata: ["events": "\(pruned)"]) }
+    }
+
     public func close() async throws {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
         await writeLock.lock()

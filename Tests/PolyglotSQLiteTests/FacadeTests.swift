@@ -279,3 +279,24 @@ struct Product: Codable, Sendable, Equatable {
         try await db.close()
     }
 }
+
+@Suite struct MaintenanceTests {
+    @Test func maintenancePrunesTheOutboxAndAppliesRetention() async throws {
+        let dir = tempDir()
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: dir + "/m.sqlite", options: ["outboxRetention": "1h"])],
+                          datasets: [DatasetSpec(name: "kv", model: .keyValue, engine: "primary"),
+                                     DatasetSpec(name: "ts", model: .timeSeries, engine: "primary", retention: .seconds(60))])
+        let db = try await Polyglot(map: map, registry: .embedded)
+        try await db.keyValue("kv").set("a", "1")
+        try await db.timeSeries("ts").append("s", value: 1, at: Date().addingTimeInterval(-120))
+        try await db.timeSeries("ts").append("s", value: 2)
+        let before = try await db.sql(on: "primary", "SELECT count(*) AS n FROM _polyglot_outbox").first?["n"]
+        #expect(before == 3)
+        try await db.maintain(now: Date())
+        #expect(try await db.sql(on: "primary", "SELECT count(*) AS n FROM _polyglot_outbox").first?["n"] == 3, "recent events are kept")
+        #expect(try await db.timeSeries("ts").range("s", from: .distantPast, to: .distantFuture).map(\.value) == [2], "retention ran")
+        try await db.maintain(now: Date().addingTimeInterval(7200))
+        #expect(try await db.sql(on: "primary", "SELECT count(*) AS n FROM _polyglot_outbox").first?["n"] == 0, "events past outboxRetention are pruned")
+        try await db.close()
+    }
+}

@@ -34,6 +34,9 @@ public protocol Engine: Sendable {
     /// join the transaction. A thrown error rolls everything back.
     func withTransaction<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R
 
+    /// Periodic housekeeping, called by ``Polyglot/maintain(now:)``: pruning logs, expiring data.
+    func maintain(now: Date) async throws
+
     /// A quick liveness probe.
     func ping() async throws
     func close() async throws
@@ -63,6 +66,7 @@ extension Engine {
         throw missing(.transactions)
     }
     public func ping() async throws {}
+    public func maintain(now: Date) async throws {}
 }
 
 /// What an engine is given when it opens.

@@ -169,11 +169,21 @@ public final class Polyglot: Service, Sendable {
         return try await historyStore.records(since: since)
     }
 
+    /// Housekeeping that `run()` does every flush interval: deletes time-series samples past their dataset's
+    /// `retention:` and lets each engine prune its logs (the SQLite outbox keeps events for `outboxRetention`).
+    public func maintain(now: Date = Date()) async throws {
+        for ds in map.datasets where ds.model == .timeSeries && ds.retention != nil {
+            try await timeSeries(ds.name).applyRetention(now: now)
+        }
+        for name in engines.keys.sorted() { try await engines[name]!.maintain(now: now) }
+    }
+
     public func run() async throws {
         let interval = map.telemetry.flushInterval
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: interval)
             do { try await flushTelemetry() } catch { logger.warning("telemetry flush failed", metadata: ["error": "\(error)"]) }
+            do { try await maintain() } catch { logger.warning("maintenance failed", metadata: ["error": "\(error)"]) }
         }
         try? await flushTelemetry()
     }
