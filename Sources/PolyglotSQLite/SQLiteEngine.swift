@@ -118,34 +118,28 @@ public final class SQLiteEngine: Engine, EngineFactory {
                 throw error
             }
         }
-        await writeLock.lock()
-        defer { writeLock.unlock() }
         let c = writer.connection
-        let post = PostCommit()
-        try c.run("BEGIN IMMEDIATE")
-        do {
-            let r = try body(c, post)
-            try c.run("COMMIT")
-            post.run(logger)
-            return r
-        } catch {
-            if c.inTransaction { try? c.run("ROLLBACK") }
-            throw error
-        }
+        return try await immediateTransaction { post in try body(c, post) }
     }
 
     public func withTransaction<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R {
         try checkOpen()
         if currentTransaction != nil { return try await body() }
+        let context = { (post: PostCommit) in TxContext(engine: ObjectIdentifier(self), box: self.writer, post: post) }
+        return try await immediateTransaction { post in
+            try await SQLiteEngine.$transaction.withValue(context(post)) { try await body() }
+        }
+    }
+
+    /// BEGIN IMMEDIATE under the write lock, COMMIT and the post-commit actions on success, ROLLBACK on error.
+    private func immediateTransaction<R>(_ body: (PostCommit) async throws -> R) async throws -> R {
         await writeLock.lock()
         defer { writeLock.unlock() }
         let c = writer.connection
         let post = PostCommit()
         try c.run("BEGIN IMMEDIATE")
         do {
-            let r = try await SQLiteEngine.$transaction.withValue(TxContext(engine: ObjectIdentifier(self), box: writer, post: post)) {
-                try await body()
-            }
+            let r = try await body(post)
             try c.run("COMMIT")
             post.run(logger)
             return r

@@ -107,12 +107,7 @@ struct SQLiteVectorStore: VectorStore {
     func approximate(_ index: HNSWIndex, _ query: [Float], k: Int, filter: Filter, ef: Int?) throws -> [VectorHit] {
         var allowed: (@Sendable (String) -> Bool)?
         if filter != .all {
-            var f = SQLFilter(.json(column: projected ? "d.body" : "v.metadata"))
-            let whereSQL = try f.translate(filter)
-            let sql = projected
-                ? "SELECT v.id FROM \(table) v JOIN \(q(spec.name)) d ON d.id = v.id WHERE \(whereSQL)"
-                : "SELECT v.id FROM \(table) v WHERE \(whereSQL)"
-            let binds = f.binds
+            let (sql, binds) = try filtered("v.id", filter)
             let ids = Set(try engine.read { c in try c.query(sql, binds).compactMap { $0[0].string } })
             if ids.isEmpty { return [] }
             allowed = { ids.contains($0) }
@@ -130,14 +125,18 @@ struct SQLiteVectorStore: VectorStore {
         return hits.map { VectorHit(id: $0.id, distance: $0.distance, metadata: metadata[$0.id]) }
     }
 
-    /// The exact answer: a full scan of the (filtered) table.
-    func scan(_ query: [Float], k: Int, filter: Filter) throws -> [VectorHit] {
+    /// A SELECT of `columns` over the vectors that match `filter`: on their metadata, or for a projection on
+    /// the document they were derived from.
+    func filtered(_ columns: String, _ filter: Filter) throws -> (sql: String, binds: [SQLValue]) {
         var f = SQLFilter(.json(column: projected ? "d.body" : "v.metadata"))
         let whereSQL = try f.translate(filter)
-        let sql = projected
-            ? "SELECT v.id, v.vector, NULL FROM \(table) v JOIN \(q(spec.name)) d ON d.id = v.id WHERE \(whereSQL)"
-            : "SELECT v.id, v.vector, v.metadata FROM \(table) v WHERE \(whereSQL)"
-        let binds = f.binds
+        let from = projected ? "\(table) v JOIN \(q(spec.name)) d ON d.id = v.id" : "\(table) v"
+        return ("SELECT \(columns) FROM \(from) WHERE \(whereSQL)", f.binds)
+    }
+
+    /// The exact answer: a full scan of the (filtered) table.
+    func scan(_ query: [Float], k: Int, filter: Filter) throws -> [VectorHit] {
+        let (sql, binds) = try filtered(projected ? "v.id, v.vector, NULL" : "v.id, v.vector, v.metadata", filter)
         let metric = self.metric
         var best = TopK(k: k)
         var metadata: [String: String] = [:]
