@@ -90,6 +90,10 @@ public final class SQLiteEngine: Engine, EngineFactory {
     func read<R>(_ body: (SQLiteConnection) throws -> R) throws -> R {
         try checkOpen()
         if let tx = currentTransaction { return try body(tx.box.connection) }
+        // Prefer the first free reader: a lone reader task keeps reusing one connection and its warm page cache.
+        for slot in readers {
+            if let result = try slot.lock.withLockIfAvailable({ try body($0.connection) }) { return result }
+        }
         let i = nextReader.add(1, ordering: .relaxed).oldValue % readers.count
         return try readers[i].lock.withLock { try body($0.connection) }
     }

@@ -63,9 +63,9 @@ public final class Polyglot: Service, Sendable {
         logger.debug("polyglot opened", metadata: ["engines": "\(map.engines.count)", "datasets": "\(map.datasets.count)"])
     }
 
-    func runtime(_ name: String, _ model: DataModel, _ operation: String) throws -> DatasetRuntime {
+    func runtime(_ name: String, _ model: DataModel, _ operation: @autoclosure () -> String) throws -> DatasetRuntime {
         guard let rt = runtimes[name] else { throw PolyglotError.unknownDataset(name, known: Array(runtimes.keys)) }
-        guard rt.spec.model == model else { throw PolyglotError.wrongModel(name, is: rt.spec.model, wanted: model, operation: operation) }
+        guard rt.spec.model == model else { throw PolyglotError.wrongModel(name, is: rt.spec.model, wanted: model, operation: operation()) }
         return rt
     }
 
