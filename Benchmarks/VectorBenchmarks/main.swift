@@ -1,12 +1,15 @@
 // VectorBenchmarks: PolyglotVectorIndex (HNSW) against exact search, on files hnswlib reads too.
 //
 //   swift run -c release --scratch-path .build-hnsw VectorBenchmarks [--quick] [--data DIR]
-//       [--only gaussian|clustered] [--efs 16,32,64,128,256] [--queries 1000]
+//       [--only gaussian|clustered] [--efs 16,32,64,128,256] [--queries 1000] [--threads 2] [--build-only]
 //
 // For each dataset it writes DIR/<name>.base.f32, .query.f32 (UInt32 count, UInt32 dimension, then
 // little-endian Float32 rows) and .gt.i32 (UInt32 count, UInt32 k, then Int32 row numbers of the exact
 // 10 nearest), builds the index single-threaded with M=16, efConstruction=200, sweeps efSearch and prints
-// one `RESULT ...` line per measurement for scripts/vector-bench to merge with hnswlib's.
+// one `RESULT ...` line per measurement for scripts/vector-bench to merge with hnswlib's. It then builds a
+// second index with the parallel batch upsert (`--threads`, default 2) and reports its build time and its
+// recall@10 at ef 64 next to the single-threaded index's. `--build-only` skips the exact-search timing and
+// the ef sweep (the build lines and the two ef-64 recalls only).
 import Dispatch
 import Foundation
 import Polyglot
@@ -24,6 +27,10 @@ struct Options {
     /// When set, the built index is saved there and loaded on the next run with the same dataset
     /// (for iterating on search speed without rebuilding).
     var indexCache: String? = nil
+    /// Threads of the parallel batch build measured after the single-threaded one.
+    var threads = 2
+    /// Only the builds (single-threaded and parallel) and their recall at ef 64; no search sweep.
+    var buildOnly = false
 }
 
 func parseOptions() -> Options {
@@ -39,6 +46,8 @@ func parseOptions() -> Options {
         case "--count": o.count = Int(args.next() ?? "")
         case "--index-cache": o.indexCache = args.next()
         case "--repeat": o.repeats = max(1, Int(args.next() ?? "") ?? o.repeats)
+        case "--threads": o.threads = max(1, Int(args.next() ?? "") ?? o.threads)
+        case "--build-only": o.buildOnly = true
         default:
             FileHandle.standardError.write("unknown option \(a)\n".data(using: .utf8)!)
             exit(2)
@@ -164,6 +173,19 @@ func run(_ ds: Dataset, options: Options) throws {
           ("seconds", f(buildSeconds, 3)), ("bytes", "\(index.memoryFootprint)"),
           ("rss_delta", "\(rssAfter - rssBefore)")])
 
+    // Parallel batch build of the same rows (one `upsert(_:threads:)` call), same configuration.
+    let parallelRSSBefore = residentBytes()
+    let tp = clock.now
+    let parallel = try HNSWIndex(config)
+    try parallel.upsert((0..<n).map { (id: String($0), vector: rows[$0]) }, threads: options.threads)
+    let parallelSeconds = seconds(clock.now - tp)
+    let parallelRSSAfter = residentBytes()
+    print("  build (\(options.threads) threads, upsert(_:threads:)): \(f(parallelSeconds, 2)) s "
+          + "(\(f(buildSeconds / parallelSeconds, 2))x the single-threaded build)")
+    emit([("side", "polyglot"), ("dataset", ds.name), ("kind", "build"), ("threads", "\(options.threads)"),
+          ("seconds", f(parallelSeconds, 3)), ("bytes", "\(parallel.memoryFootprint)"),
+          ("rss_delta", "\(parallelRSSAfter - parallelRSSBefore)")])
+
     // Ground truth with the index's exact scan (two threads), also timed single-threaded for the QPS of
     // exact search.
     let queries = (0..<nq).map { ds.row(ds.queries, $0) }
@@ -184,6 +206,23 @@ func run(_ ds: Dataset, options: Options) throws {
     if failed.pointee { throw PolyglotError(.engineFailure, "exact search failed") }
     for i in 0..<nq * k { truth[i] = truthBox[i] }
     try writeMatrix("\(dir)/\(ds.name).gt.i32", rows: nq, columns: k, truth)
+
+    // Quality of the parallel build: recall@10 at ef 64 of both indexes.
+    func recallAt(_ idx: HNSWIndex, ef: Int) throws -> Double {
+        var found = 0
+        for (qi, q) in queries.enumerated() {
+            let t = Set(truth[qi * k..<(qi + 1) * k])
+            for h in try idx.search(q, k: k, ef: ef) where t.contains(Int32(h.id)!) { found += 1 }
+        }
+        return Double(found) / Double(nq * k)
+    }
+    let serialRecall = try recallAt(index, ef: 64), parallelRecall = try recallAt(parallel, ef: 64)
+    print("  recall@10 at ef=64: single-threaded build \(f(serialRecall, 4)), "
+          + "\(options.threads)-thread build \(f(parallelRecall, 4))")
+    emit([("side", "polyglot-parallel"), ("dataset", ds.name), ("kind", "recall"), ("ef", "64"),
+          ("threads", "\(options.threads)"), ("serial_recall", f(serialRecall, 4)),
+          ("parallel_recall", f(parallelRecall, 4))])
+    if options.buildOnly { return }
     let exactQueries = min(nq, 200)
     let te = clock.now
     for qi in 0..<exactQueries { _ = try index.exactSearch(queries[qi], k: k) }

@@ -66,16 +66,15 @@ extension SQLiteEngine {
             let started = ContinuousClock.now
             try c.each("SELECT id, vector FROM \(SQLFilter.quoteIdentifier(table))") { stmt in
                 batch.append((c.column(stmt, 0).string ?? "", VectorBlob.decode(c.columnData(stmt, 1))))
-                if batch.count == 1000 {
-                    try index.upsert(batch)
+                if batch.count == 10_000 {
+                    // A rebuild happens while the engine opens, so it may use every core.
+                    try index.upsert(batch, threads: 0)
                     done += batch.count
                     batch.removeAll(keepingCapacity: true)
-                    if done % 10_000 == 0 {
-                        logger.info("rebuilding vector index", metadata: ["table": "\(table)", "done": "\(done)", "total": "\(total)"])
-                    }
+                    logger.info("rebuilding vector index", metadata: ["table": "\(table)", "done": "\(done)", "total": "\(total)"])
                 }
             }
-            if !batch.isEmpty { try index.upsert(batch) }
+            if !batch.isEmpty { try index.upsert(batch, threads: 0) }
             vectorIndexes.set(table, index, dataset: dataset)
             if total > 0 {
                 logger.info("vector index rebuilt", metadata: ["table": "\(table)", "vectors": "\(total)", "took": "\(ContinuousClock.now - started)"])

@@ -1,3 +1,4 @@
+import Dispatch
 import Polyglot
 #if canImport(Glibc)
 import Glibc
@@ -71,8 +72,6 @@ final class HNSWGraph {
 
     /// Writer-only scratch (construction and repair run under the write lock).
     let buildScratch: SearchScratch
-    private var pruneCandidates: [Candidate] = []
-    private var pruneKept: [Candidate] = []
 
     init(dimension: Int, metric: VectorMetric, m: Int, efConstruction: Int, seed: UInt64, capacity: Int = 1024) {
         self.dimension = dimension
@@ -233,8 +232,92 @@ final class HNSWGraph {
         ids.append(id)
         nodeOf[id] = node
         switch metric {
-        case .l2: link(L2SquaredKernel.self, node: node, level: level)
-        case .cosine, .innerProduct: link(NegativeDotKernel.self, node: node, level: level)
+        case .l2: link(L2SquaredKernel.self, node: node, level: level, locks: NoNodeLocks(), scratch: buildScratch, global: nil)
+        case .cosine, .innerProduct:
+            link(NegativeDotKernel.self, node: node, level: level, locks: NoNodeLocks(), scratch: buildScratch, global: nil)
+        }
+    }
+
+    /// Appends a node for `id` without linking it (the parallel build links it later). The id must not
+    /// be present and `reserve` must have made room.
+    func appendUnlinked(id: String, vector: UnsafeBufferPointer<Float>) {
+        let node = Int32(nodeCount)
+        let level = randomLevel()
+        storeRow(node, vector)
+        links0(node).pointee = 0
+        levels[Int(node)] = Int32(level)
+        flags[Int(node)] = 0
+        if level > 0 {
+            let n = level * (m + 1)
+            let p = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+            p.initialize(repeating: 0, count: n)
+            upper[Int(node)] = p
+            upperBytes += n * 4
+        } else {
+            upper[Int(node)] = nil
+        }
+        nodeCount += 1
+        liveCount += 1
+        ids.append(id)
+        nodeOf[id] = node
+    }
+
+    /// Links the appended, still unlinked nodes `first..<nodeCount` from `threads` threads.
+    ///
+    /// Concurrency contract (the caller holds the index's write lock, so no reader or other writer runs):
+    /// rows, levels, flags, ids and counters were written before the threads start and are only read
+    /// here; each node's neighbour lists (every layer) are read and written only under that node's
+    /// stripe lock (a thread holds at most one); `entryPoint`/`maxLevel` are read and written under
+    /// `global`, which a thread keeps for its whole insertion when its node raises the top level (so
+    /// no other thread starts from an entry point that is about to change). Each thread has its own scratch.
+    func linkParallel(from first: Int, threads: Int, pool: ScratchPool) {
+        var start = first
+        guard start < nodeCount else { return }
+        if entryPoint < 0 {
+            // The first node of an empty graph becomes the entry point; nothing to link it to.
+            let node = Int32(start)
+            entryPoint = node
+            maxLevel = Int(levels[start])
+            start += 1
+        }
+        let end = nodeCount
+        guard start < end else { return }
+        let workers = max(1, min(threads, end - start))
+        if workers == 1 {
+            for i in start..<end {
+                let node = Int32(i)
+                switch metric {
+                case .l2: link(L2SquaredKernel.self, node: node, level: Int(levels[i]), locks: NoNodeLocks(),
+                               scratch: buildScratch, global: nil)
+                case .cosine, .innerProduct:
+                    link(NegativeDotKernel.self, node: node, level: Int(levels[i]), locks: NoNodeLocks(),
+                         scratch: buildScratch, global: nil)
+                }
+            }
+            return
+        }
+        let locks = StripedNodeLocks()
+        defer { locks.destroy() }
+        let global = PlainMutex()
+        let work = WorkCounter(next: start, end: end, chunk: 8)
+        nonisolated(unsafe) let graph = self
+        let nodes = nodeCount
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let scratch = pool.take(nodes: nodes)
+            defer { pool.give(scratch) }
+            while let range = work.take() {
+                for i in range {
+                    let node = Int32(i)
+                    let level = Int(graph.levels[i])
+                    switch graph.metric {
+                    case .l2: graph.link(L2SquaredKernel.self, node: node, level: level, locks: locks,
+                                         scratch: scratch, global: global)
+                    case .cosine, .innerProduct:
+                        graph.link(NegativeDotKernel.self, node: node, level: level, locks: locks,
+                                   scratch: scratch, global: global)
+                    }
+                }
+            }
         }
     }
 
@@ -251,36 +334,52 @@ final class HNSWGraph {
         K.distance(row(a), row(b), bytes: rowBytes)
     }
 
-    private func link<K: DistanceKernel>(_ kernel: K.Type, node: Int32, level: Int) {
-        guard entryPoint >= 0 else {
+    /// Links `node` (its row, level and empty lists already stored) into the graph. With `global` nil it
+    /// is the single-writer path; otherwise see `linkParallel` for the locking.
+    private func link<K: DistanceKernel, L: NodeLocking>(_ kernel: K.Type, node: Int32, level: Int, locks: L,
+                                                        scratch: SearchScratch, global: PlainMutex?) {
+        global?.lock()
+        let topEntry = entryPoint
+        let top = maxLevel
+        var holdingGlobal = global != nil
+        if holdingGlobal && level <= top {
+            global?.unlock()
+            holdingGlobal = false
+        }
+        defer { if holdingGlobal { global?.unlock() } }
+        guard topEntry >= 0 else {
             entryPoint = node
             maxLevel = level
             return
         }
         let q = UnsafeRawPointer(row(node))
-        var ep = entryPoint
+        var ep = topEntry
         var epDistance = K.distance(q, row(ep), bytes: rowBytes)
-        if level < maxLevel {
-            for layer in stride(from: maxLevel, to: level, by: -1) {
-                greedy(kernel, query: q, entry: &ep, entryDistance: &epDistance, layer: layer)
+        if level < top {
+            for layer in stride(from: top, to: level, by: -1) {
+                greedy(kernel, query: q, entry: &ep, entryDistance: &epDistance, layer: layer, locks: locks)
             }
         }
-        let scratch = buildScratch
-        for layer in stride(from: min(level, maxLevel), through: 0, by: -1) {
+        for layer in stride(from: min(level, top), through: 0, by: -1) {
             searchLayer(kernel, query: q, entry: ep, entryDistance: epDistance, ef: efConstruction,
-                        layer: layer, scratch: scratch, skipDeleted: true, filter: nil)
+                        layer: layer, scratch: scratch, skipDeleted: true, filter: nil, locks: locks)
             scratch.results.drainAscending(into: &scratch.sorted)
-            // The node itself can never be in the results: it is not linked yet.
+            // The node itself can never be in the results: no list holds it before this loop adds it.
             if scratch.sorted.isEmpty { continue }
             selectNeighbours(kernel, candidates: scratch.sorted, max: m, into: &scratch.selected)
             let own = links(node, layer: layer)
+            locks.lock(node)
             own.pointee = Int32(scratch.selected.count)
             for (i, c) in scratch.selected.enumerated() { own[i + 1] = c.node }
-            for c in scratch.selected { addBackLink(kernel, from: c.node, to: node, layer: layer) }
+            locks.unlock(node)
+            for c in scratch.selected {
+                addBackLink(kernel, from: c.node, to: node, layer: layer, locks: locks, scratch: scratch)
+            }
             ep = scratch.sorted[0].node
             epDistance = scratch.sorted[0].distance
         }
-        if level > maxLevel {
+        if level > top {
+            // In the parallel build this thread still holds `global`, so `top` is still the top level.
             entryPoint = node
             maxLevel = level
         }
@@ -307,7 +406,10 @@ final class HNSWGraph {
         }
     }
 
-    private func addBackLink<K: DistanceKernel>(_ kernel: K.Type, from: Int32, to: Int32, layer: Int) {
+    private func addBackLink<K: DistanceKernel, L: NodeLocking>(_ kernel: K.Type, from: Int32, to: Int32, layer: Int,
+                                                               locks: L, scratch: SearchScratch) {
+        locks.lock(from)
+        defer { locks.unlock(from) }
         let list = links(from, layer: layer)
         let count = Int(list.pointee)
         let cap = maxNeighbours(layer)
@@ -321,11 +423,11 @@ final class HNSWGraph {
         let base = UnsafeRawPointer(row(from))
         var candidates: [Candidate] = []
         var kept: [Candidate] = []
-        swap(&candidates, &pruneCandidates)
-        swap(&kept, &pruneKept)
+        swap(&candidates, &scratch.pruneCandidates)
+        swap(&kept, &scratch.pruneKept)
         defer {
-            swap(&candidates, &pruneCandidates)
-            swap(&kept, &pruneKept)
+            swap(&candidates, &scratch.pruneCandidates)
+            swap(&kept, &scratch.pruneKept)
         }
         candidates.removeAll(keepingCapacity: true)
         candidates.append(Candidate(distance: K.distance(base, row(to), bytes: rowBytes), node: to))
@@ -343,12 +445,14 @@ final class HNSWGraph {
 
     /// Greedy walk on one upper layer.
     @inline(__always)
-    func greedy<K: DistanceKernel>(_: K.Type, query: UnsafeRawPointer, entry: inout Int32,
-                                   entryDistance: inout Float, layer: Int) {
+    func greedy<K: DistanceKernel, L: NodeLocking>(_: K.Type, query: UnsafeRawPointer, entry: inout Int32,
+                                                   entryDistance: inout Float, layer: Int, locks: L) {
         var changed = true
         while changed {
             changed = false
-            let list = links(entry, layer: layer)
+            let current = entry
+            locks.lock(current)
+            let list = links(current, layer: layer)
             let count = Int(list.pointee)
             var i = 1
             while i <= count {
@@ -361,6 +465,7 @@ final class HNSWGraph {
                     changed = true
                 }
             }
+            locks.unlock(current)
         }
     }
 
@@ -369,9 +474,10 @@ final class HNSWGraph {
     /// Deleted nodes (when `skipDeleted`) and nodes the filter rejects are still traversed, so they keep
     /// routing the search, but they are never admitted to the results. While fewer than `ef` nodes are
     /// admitted the search keeps going, so a selective filter widens the search by itself.
-    func searchLayer<K: DistanceKernel>(_: K.Type, query: UnsafeRawPointer, entry: Int32, entryDistance: Float,
-                                        ef: Int, layer: Int, scratch: SearchScratch, skipDeleted: Bool,
-                                        filter: ((Int32) -> Bool)?) {
+    func searchLayer<K: DistanceKernel, L: NodeLocking>(_: K.Type, query: UnsafeRawPointer, entry: Int32,
+                                                        entryDistance: Float, ef: Int, layer: Int,
+                                                        scratch: SearchScratch, skipDeleted: Bool,
+                                                        filter: ((Int32) -> Bool)?, locks: L) {
         let tag = scratch.beginVisit(nodes: nodeCount)
         let visited = scratch.visited
         var results = scratch.results
@@ -412,8 +518,10 @@ final class HNSWGraph {
             } else {
                 list = links(current.node, layer: layer)
             }
+            // Gather the unvisited neighbours (under the node's lock while building in parallel), start
+            // loading their rows, then compute the distances.
+            locks.lock(current.node)
             let count = Int(list.pointee)
-            // Gather the unvisited neighbours, start loading their rows, then compute the distances.
             var batchCount = 0
             var i = 1
             while i <= count {
@@ -424,6 +532,7 @@ final class HNSWGraph {
                 batch[batchCount] = n
                 batchCount &+= 1
             }
+            locks.unlock(current.node)
             var j = 0
             while j < batchCount {
                 sink &+= touchRow(level0 + Int(batch[j]) &* nodeStride, bytes: rowBytes, lines: touchLines)
@@ -459,11 +568,11 @@ final class HNSWGraph {
         var epDistance = K.distance(q, row(ep), bytes: rowBytes)
         if maxLevel > 0 {
             for layer in stride(from: maxLevel, to: 0, by: -1) {
-                greedy(kernel, query: q, entry: &ep, entryDistance: &epDistance, layer: layer)
+                greedy(kernel, query: q, entry: &ep, entryDistance: &epDistance, layer: layer, locks: NoNodeLocks())
             }
         }
         searchLayer(kernel, query: q, entry: ep, entryDistance: epDistance, ef: max(ef, k), layer: 0,
-                    scratch: scratch, skipDeleted: true, filter: filter)
+                    scratch: scratch, skipDeleted: true, filter: filter, locks: NoNodeLocks())
         while scratch.results.count > k { scratch.results.popMax() }
         scratch.results.drainAscending(into: &scratch.sorted)
     }
@@ -491,5 +600,28 @@ final class HNSWGraph {
         }
         scratch.results = results
         scratch.results.drainAscending(into: &scratch.sorted)
+    }
+}
+
+/// Hands out consecutive chunks of node numbers to the parallel build's threads.
+final class WorkCounter: @unchecked Sendable {
+    private let mutex = PlainMutex()
+    private var next: Int
+    private let end: Int
+    private let chunk: Int
+
+    init(next: Int, end: Int, chunk: Int) {
+        self.next = next
+        self.end = end
+        self.chunk = chunk
+    }
+
+    func take() -> Range<Int>? {
+        mutex.withLock {
+            guard next < end else { return nil }
+            let lo = next
+            next = min(end, next + chunk)
+            return lo..<next
+        }
     }
 }

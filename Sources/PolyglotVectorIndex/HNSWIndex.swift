@@ -1,4 +1,11 @@
 import Polyglot
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// An embedded approximate-nearest-neighbour index: a Hierarchical Navigable Small World graph
 /// (Malkov & Yashunin), in pure Swift.
@@ -20,7 +27,8 @@ import Polyglot
 ///
 /// **Concurrency.** Any number of readers (`search`, `exactSearch`, `vector(for:)`, `save`) run in parallel;
 /// writers (`upsert`, `delete`, `compact`) are serialized and exclude readers while they change the graph
-/// (a batch upsert lets readers in between chunks of 64 vectors). A search filter runs under the read lock:
+/// (a batch upsert lets readers in between chunks of 64 vectors; `upsert(_:threads:)` builds with several
+/// threads and holds the write lock for the whole batch). A search filter runs under the read lock:
 /// it may read this index but must not write to it.
 ///
 /// **Deletes** are tombstones: the node keeps routing searches but never appears in results. Replacing a
@@ -112,6 +120,51 @@ public final class HNSWIndex: Sendable {
                 start = end
             }
         }
+    }
+
+    /// Inserts a batch using `threads` worker threads (default: active processor count). Same results
+    /// contract as `upsert(_ batch:)`: ids already present are replaced; invalid vectors are rejected
+    /// before anything changes; later entries win over earlier ones with the same id.
+    ///
+    /// Pass `threads: 0` (or any value below 1) for the active processor count. Unlike `upsert(_ batch:)`,
+    /// readers wait for the whole batch (the write lock is held throughout), and the graph differs from
+    /// a serial build of the same batch (insertion order is not deterministic), with the same recall.
+    /// Duplicate ids within the batch do not leave tombstones: only the last entry for an id is inserted.
+    public func upsert(_ batch: [(id: String, vector: [Float])], threads: Int) throws {
+        for item in batch { try validate(item.vector, role: "vector for id '\(item.id)'") }
+        let workers = threads >= 1 ? threads : HNSWIndex.activeProcessorCount
+        writer.withLock {
+            lock.withWriteLock {
+                let g = box.graph
+                // Only the last entry per id counts.
+                var last: [String: Int] = [:]
+                last.reserveCapacity(batch.count)
+                for (i, item) in batch.enumerated() { last[item.id] = i }
+                var chosen: [Int] = []
+                chosen.reserveCapacity(last.count)
+                for (i, item) in batch.enumerated() where last[item.id] == i {
+                    if let old = g.nodeOf[item.id] {
+                        if g.originalVector(old) == item.vector { continue }
+                        g.markDeleted(old)
+                        g.nodeOf[item.id] = nil
+                    }
+                    chosen.append(i)
+                }
+                guard !chosen.isEmpty else { return }
+                let first = g.nodeCount
+                g.reserve(first + chosen.count)
+                g.ids.reserveCapacity(first + chosen.count)
+                g.nodeOf.reserveCapacity(g.nodeOf.count + chosen.count)
+                for i in chosen {
+                    batch[i].vector.withUnsafeBufferPointer { g.appendUnlinked(id: batch[i].id, vector: $0) }
+                }
+                g.linkParallel(from: first, threads: workers, pool: pool)
+            }
+        }
+    }
+
+    static var activeProcessorCount: Int {
+        max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
     /// Reserves room for `capacity` nodes (live and tombstoned), so a bulk load neither regrows nor

@@ -62,4 +62,47 @@ final class PlainMutex: @unchecked Sendable {
         defer { pthread_mutex_unlock(handle) }
         return try body()
     }
+
+    /// For a critical section that does not fit a closure (the parallel build holds the entry-point lock
+    /// across an insertion only when the node raises the top level). Prefer `withLock`.
+    @inline(__always) func lock() { pthread_mutex_lock(handle) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(handle) }
+}
+
+/// How graph construction guards a node's neighbour lists. The single-writer paths use `NoNodeLocks`
+/// (compiled away); the parallel batch build uses `StripedNodeLocks`.
+protocol NodeLocking {
+    func lock(_ node: Int32)
+    func unlock(_ node: Int32)
+}
+
+struct NoNodeLocks: NodeLocking {
+    @inline(__always) func lock(_ node: Int32) {}
+    @inline(__always) func unlock(_ node: Int32) {}
+}
+
+/// A fixed array of pthread mutexes; node `n` uses mutex `n & mask`. A thread holds at most one of
+/// them at a time, so sharing a stripe between nodes can slow a thread down but never deadlock it.
+/// Not reference counted: the owner calls `destroy()` once every user is done.
+struct StripedNodeLocks: NodeLocking, @unchecked Sendable {
+    let base: UnsafeMutablePointer<pthread_mutex_t>
+    let mask: Int
+
+    init(stripes: Int = 4096) {
+        var n = 1
+        while n < stripes { n <<= 1 }
+        base = .allocate(capacity: n)
+        base.initialize(repeating: pthread_mutex_t(), count: n)
+        for i in 0..<n { pthread_mutex_init(base + i, nil) }
+        mask = n - 1
+    }
+
+    func destroy() {
+        for i in 0...mask { pthread_mutex_destroy(base + i) }
+        base.deinitialize(count: mask + 1)
+        base.deallocate()
+    }
+
+    @inline(__always) func lock(_ node: Int32) { pthread_mutex_lock(base + (Int(node) & mask)) }
+    @inline(__always) func unlock(_ node: Int32) { pthread_mutex_unlock(base + (Int(node) & mask)) }
 }

@@ -141,6 +141,9 @@ final class SearchScratch {
     var sink: UInt32 = 0
     var sorted: [Candidate] = []
     var selected: [Candidate] = []
+    /// Working lists of the neighbour re-selection when a link list overflows (construction only).
+    var pruneCandidates: [Candidate] = []
+    var pruneKept: [Candidate] = []
 
     init(nodes: Int, paddedDimension: Int) {
         visitedCapacity = max(1024, nodes)
