@@ -213,24 +213,8 @@ final class HNSWGraph {
     func insert(id: String, vector: UnsafeBufferPointer<Float>) {
         reserve(nodeCount + 1)
         let node = Int32(nodeCount)
-        let level = randomLevel()
-        storeRow(node, vector)
-        links0(node).pointee = 0
-        levels[Int(node)] = Int32(level)
-        flags[Int(node)] = 0
-        if level > 0 {
-            let n = level * (m + 1)
-            let p = UnsafeMutablePointer<Int32>.allocate(capacity: n)
-            p.initialize(repeating: 0, count: n)
-            upper[Int(node)] = p
-            upperBytes += n * 4
-        } else {
-            upper[Int(node)] = nil
-        }
-        nodeCount += 1
-        liveCount += 1
-        ids.append(id)
-        nodeOf[id] = node
+        appendUnlinked(id: id, vector: vector)
+        let level = Int(levels[Int(node)])
         switch metric {
         case .l2: link(L2SquaredKernel.self, node: node, level: level, locks: NoNodeLocks(), scratch: buildScratch, global: nil)
         case .cosine, .innerProduct:
