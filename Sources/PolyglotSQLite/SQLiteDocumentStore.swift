@@ -17,7 +17,7 @@ struct SQLiteDocumentStore: DocumentStore {
         self.spec = spec
         table = SQLFilter.quoteIdentifier(spec.name)
         getSQL = "SELECT version, body FROM \(table) WHERE id = ?"
-        upsertSQL = "INSERT INTO \(table)(id, version, body) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET version = excluded.version, body = excluded.body"
+        upsertSQL = "INSERT INTO \(table)(id, version, body) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET version = excluded.version, body = excluded.body RETURNING rowid"
     }
 
     func put(_ documents: [(id: String, data: Data)]) async throws -> [Int64] {
@@ -28,8 +28,9 @@ struct SQLiteDocumentStore: DocumentStore {
             versions.reserveCapacity(documents.count)
             for (id, data) in documents {
                 let version = try engine.appendOutbox(c, dataset: spec.name, key: id, op: "put", payload: data)
-                try c.run(upsert, [.text(id), .integer(version), .textBytes(data)])
-                if projections.any { try projections.apply(c, post, id: id, data: data, version: version) }
+                var rowid: Int64 = 0
+                try c.each(upsert, [.text(id), .integer(version), .textBytes(data)]) { rowid = c.int64($0, 0) }
+                if projections.any { try projections.apply(c, post, id: id, rowid: rowid, data: data, version: version) }
                 versions.append(version)
             }
             return versions
@@ -120,11 +121,10 @@ struct ProjectionWriter {
         }
     }
 
-    func apply(_ c: SQLiteConnection, _ post: PostCommit, id: String, data: Data, version: Int64) throws {
+    func apply(_ c: SQLiteConnection, _ post: PostCommit, id: String, rowid: Int64, data: Data, version: Int64) throws {
         let body = try JSON(parsing: data)
         let q = SQLFilter.quoteIdentifier
         if let search {
-            let rowid = try c.query("SELECT rowid FROM \(q(spec.name)) WHERE id = ?", [.text(id)]).first?.first?.int ?? 0
             try c.run("DELETE FROM \(q(spec.name + "__fts")) WHERE rowid = ?", [.integer(rowid)])
             let cols = search.fields.indices.map { "f\($0)" }.joined(separator: ", ")
             let marks = search.fields.map { _ in "?" }.joined(separator: ", ")

@@ -18,7 +18,7 @@ enum SQLiteSchema {
     static func q(_ name: String) -> String { SQLFilter.quoteIdentifier(name) }
 
     static func columns(of table: String, on c: SQLiteConnection) throws -> Set<String> {
-        Set(try c.query("SELECT name FROM pragma_table_info(?)", [.text(table)]).compactMap { $0[1 - 1].string })
+        Set(try c.query("SELECT name FROM pragma_table_info(?)", [.text(table)]).compactMap { $0[0].string })
     }
 
     static func sqlType(_ t: FieldType) -> String {
