@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "PolyglotSQLite", targets: ["PolyglotSQLite"]),
         .library(name: "PolyglotTesting", targets: ["PolyglotTesting"]),
         .library(name: "PolyglotVectorIndex", targets: ["PolyglotVectorIndex"]),
+        .library(name: "PolyglotPostgres", targets: ["PolyglotPostgres"]),
+        .library(name: "PolyglotRedis", targets: ["PolyglotRedis"]),
         .executable(name: "polyglot", targets: ["polyglot"]),
     ],
     dependencies: [
@@ -24,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .target(
@@ -49,6 +54,26 @@ let package = Package(
         .target(
             name: "PolyglotVectorIndex",
             dependencies: ["Polyglot"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "PolyglotPostgres",
+            dependencies: [
+                "Polyglot",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "PolyglotRedis",
+            dependencies: [
+                "Polyglot",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -90,6 +115,16 @@ let package = Package(
         .testTarget(
             name: "PolyglotSQLiteTests",
             dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PolyglotPostgresTests",
+            dependencies: ["Polyglot", "PolyglotPostgres", "PolyglotTesting", .product(name: "PostgresNIO", package: "postgres-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PolyglotRedisTests",
+            dependencies: ["Polyglot", "PolyglotRedis", "PolyglotTesting", "PolyglotSQLite"],
             swiftSettings: strict
         ),
     ]

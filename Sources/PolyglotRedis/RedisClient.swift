@@ -1,0 +1,1 @@
+// The RESP client and Redis engine (issue 5).
