@@ -6,7 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # Where pid files and the env file live (inside the checkout, git-ignored).
 SERVICES_RUN="${POLYGLOT_SERVICES_RUN:-$ROOT/.services}"
 # Server data folders live under /tmp: PostgreSQL runs as the `postgres` user, which may not reach the checkout.
-SERVICES_DATA="${POLYGLOT_SERVICES_DATA:-/tmp/polyglot-services}"
+# One folder per checkout, so two checkouts on one machine never share (or delete) each other's servers.
+SERVICES_DATA="${POLYGLOT_SERVICES_DATA:-/tmp/polyglot-services-$(echo "$ROOT" | cksum | cut -d' ' -f1)}"
 mkdir -p "$SERVICES_RUN" "$SERVICES_DATA"
 
 svc_log() { echo "[services] $*" >&2; }
