@@ -1,1 +1,295 @@
-// The PostgreSQL engine (issue 4).
+import Foundation
+import Logging
+import NIOSSL
+import Polyglot
+import PostgresNIO
+import Synchronization
+
+/// The PostgreSQL engine (`kind: postgres`): JSONB documents, typed tables, key-value, full-text search,
+/// pgvector, graph walks and partitioned time series, all on one server, with transactions across them.
+///
+/// ```yaml
+/// engines:
+///   primary:
+///     kind: postgres
+///     url: postgres://app:secret@db.internal:5432/app
+///     options:
+///       schema: public            # where Polyglot's tables live
+///       poolSize: 20              # connections per server
+///       statementTimeout: 30s
+///       connectTimeout: 10s
+///       tls: prefer               # disable | prefer | require
+///       replicas: postgres://app:secret@replica1:5432/app,postgres://app:secret@replica2:5432/app
+///       replicaWait: 2s           # how long a read with a token waits for a replica before using the primary
+///       textSearch: english       # the text-search configuration of search projections
+///       unloggedKeyValue: false   # keyValue tables UNLOGGED (faster, emptied after a crash)
+/// ```
+///
+/// Every write appends to `_polyglot_outbox` in the same transaction; its position is the write's token
+/// and the version of what it wrote.
+public final class PostgresEngine: Engine, EngineFactory {
+    public static let kind = "postgres"
+    public static let capabilities: Set<Capability> = [
+        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory,
+    ]
+
+    public let spec: EngineSpec
+    public var capabilities: Set<Capability> {
+        hasVector ? PostgresEngine.capabilities : PostgresEngine.capabilities.subtracting([.vectors])
+    }
+    let settings: PostgresSettings
+    let logger: Logger
+    let primary: PostgresClient
+    let replicas: [PostgresClient]
+    private let runners: Mutex<[Task<Void, Never>]>
+    private let closed = Atomic<Bool>(false)
+    /// Whether the server has pgvector installed (or installable).
+    let hasVector: Bool
+    let serverVersion: Int
+    /// Schema-qualified names.
+    let outbox: String
+    let routing = ReplicaRouting()
+    /// Time-series partitions known to exist.
+    let partitions = Mutex<Set<String>>([])
+    /// pgvector 0.8+: iterative index scans for filtered searches.
+    let iterativeScan: Bool
+
+    struct TxContext: Sendable {
+        let engine: ObjectIdentifier
+        let connection: PostgresConnection
+    }
+    @TaskLocal static var transaction: TxContext?
+
+    init(spec: EngineSpec, settings: PostgresSettings, logger: Logger) async throws {
+        self.spec = spec
+        self.settings = settings
+        self.logger = logger
+        primary = PostgresClient(configuration: settings.primary, backgroundLogger: logger)
+        replicas = settings.replicas.map { PostgresClient(configuration: $0, backgroundLogger: logger) }
+        var tasks: [Task<Void, Never>] = []
+        for client in [primary] + replicas { tasks.append(Task { await client.run() }) }
+        runners = Mutex(tasks)
+        outbox = PGQuery.ident(settings.schema) + "._polyglot_outbox"
+        do {
+            let probe = try await PostgresEngine.probe(primary, settings: settings, engine: spec.name)
+            hasVector = probe.vector
+            serverVersion = probe.version
+            iterativeScan = probe.vectorVersion.map { $0.compare("0.8", options: .numeric) != .orderedAscending } ?? false
+        } catch {
+            for t in tasks { t.cancel() }
+            throw error
+        }
+    }
+
+    public static func open(_ spec: EngineSpec, context: EngineContext) async throws -> any Engine {
+        let settings = try PostgresSettings(spec)
+        return try await PostgresEngine(spec: spec, settings: settings, logger: context.logger)
+    }
+
+    /// Connects once, reports what the server offers, and creates the schema and Polyglot's own tables.
+    private static func probe(_ client: PostgresClient, settings: PostgresSettings, engine: String) async throws -> (vector: Bool, version: Int, vectorVersion: String?) {
+        do {
+            return try await withTimeout(settings.connectTimeout + .seconds(1), engine: engine) {
+                try await client.withConnection { c in
+                    var version = 0
+                    var vector: String?
+                    for try await (v, available) in try await c.query("SELECT current_setting('server_version_num')::int, (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')", logger: Logger(label: "polyglot.postgres")).decode((Int, String?).self) {
+                        version = v; vector = available
+                    }
+                    return (vector != nil, version, vector)
+                }
+            }
+        } catch let e as PolyglotError {
+            throw e
+        } catch {
+            throw PostgresEngine.translate(error, engine: engine, during: "connecting to \(settings.displayAddress)")
+        }
+    }
+
+    var currentTransaction: TxContext? {
+        guard let tx = PostgresEngine.transaction, tx.engine == ObjectIdentifier(self) else { return nil }
+        return tx
+    }
+
+    func checkOpen() throws {
+        if closed.load(ordering: .relaxed) {
+            throw PolyglotError(.closed, "Engine '\(spec.name)' is closed.", fix: "Open a new Polyglot instance.")
+        }
+    }
+
+    func token(_ position: Int64) -> ConsistencyToken {
+        ConsistencyToken(engine: spec.name, position: position, lsn: routing.lastCommitLSN)
+    }
+
+    // MARK: Running statements
+
+    /// Runs a read: inside a transaction on its connection, otherwise on a replica that has replayed the
+    /// required token (see ``ReplicaRouting``) or on the primary. Reads that fail on a broken connection
+    /// are retried once on a fresh one, since they change nothing.
+    func read<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
+        try checkOpen()
+        if let tx = currentTransaction { return try await run(body, on: tx.connection) }
+        let client = try await routing.client(for: self)
+        var attempt = 0
+        while true {
+            do {
+                return try await client.withConnection { c in try await body(c) }
+            } catch {
+                let mapped = PostgresEngine.mapped(error, engine: spec.name, during: "a read")
+                attempt += 1
+                if let e = mapped as? PolyglotError, e.isRetryable, attempt < 3 {
+                    logger.debug("retrying a read after a transient error", metadata: ["error": "\(mapped)"])
+                    try await Task.sleep(for: .milliseconds(50 * attempt))
+                    continue
+                }
+                throw mapped
+            }
+        }
+    }
+
+    /// Runs a write atomically: in its own transaction, or in a savepoint of the current transaction (so a failed
+    /// write leaves the transaction usable and changes nothing).
+    /// `singleStatement`: the body runs one statement, which PostgreSQL makes atomic by itself, so outside a
+    /// transaction it runs without BEGIN/COMMIT (one round trip instead of three).
+    func write<R: Sendable>(singleStatement: Bool = false, _ body: (PostgresConnection) async throws -> R) async throws -> R {
+        try checkOpen()
+        if let tx = currentTransaction {
+            let c = tx.connection
+            try await exec(c, "SAVEPOINT polyglot_op")
+            do {
+                let r = try await body(c)
+                try await exec(c, "RELEASE SAVEPOINT polyglot_op")
+                return r
+            } catch {
+                try? await exec(c, "ROLLBACK TO SAVEPOINT polyglot_op")
+                try? await exec(c, "RELEASE SAVEPOINT polyglot_op")
+                throw PostgresEngine.mapped(error, engine: spec.name, during: "a write")
+            }
+        }
+        do {
+            return try await primary.withConnection { c in
+                if singleStatement {
+                    let r = try await body(c)
+                    await routing.committed(on: c, engine: self)
+                    return r
+                }
+                try await exec(c, "BEGIN")
+                do {
+                    let r = try await body(c)
+                    try await exec(c, "COMMIT")
+                    await routing.committed(on: c, engine: self)
+                    return r
+                } catch {
+                    try? await exec(c, "ROLLBACK")
+                    throw error
+                }
+            }
+        } catch {
+            throw PostgresEngine.mapped(error, engine: spec.name, during: "a write")
+        }
+    }
+
+    private func run<R: Sendable>(_ body: (PostgresConnection) async throws -> R, on c: PostgresConnection) async throws -> R {
+        do { return try await body(c) } catch { throw PostgresEngine.mapped(error, engine: spec.name, during: "a read") }
+    }
+
+    public func withTransaction<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R {
+        try checkOpen()
+        if currentTransaction != nil { return try await body() }
+        return try await write { c in
+            try await PostgresEngine.$transaction.withValue(TxContext(engine: ObjectIdentifier(self), connection: c)) {
+                try await body()
+            }
+        }
+    }
+
+    func exec(_ c: PostgresConnection, _ sql: String) async throws {
+        try await c.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+    }
+
+    func rows(_ c: PostgresConnection, _ q: PGQuery) async throws -> [PostgresRow] {
+        try await c.query(q.query, logger: logger).collect()
+    }
+
+    // MARK: Lifecycle
+
+    public func prepare(_ datasets: [DatasetSpec]) async throws {
+        let needsVector = datasets.contains { $0.model == .vectors || $0.projection(.vectors).map { $0.engine == spec.name } == true }
+        if needsVector && !hasVector {
+            let names = datasets.filter { $0.model == .vectors || $0.projection(.vectors) != nil }.map(\.name)
+            throw PolyglotError(.missingCapability,
+                                "Engine '\(spec.name)' (PostgreSQL \(serverVersion / 10000)) has no pgvector extension, which the vectors of \(names.map { "'\($0)'" }.joined(separator: ", ")) need.",
+                                fix: "Install pgvector on the server (Debian: apt-get install postgresql-\(serverVersion / 10000)-pgvector), or place the vectors on an engine that has them (kind: sqlite).")
+        }
+        try await PostgresSchema(engine: self).migrate(datasets, vector: needsVector)
+    }
+
+    public func ping() async throws {
+        try await read { c in try await self.exec(c, "SELECT 1") }
+    }
+
+    /// How long outbox events are kept (option `outboxRetention`, default 24h), until the relay consumes them.
+    var outboxRetention: Duration { settings.outboxRetention }
+
+    public func maintain(now: Date) async throws {
+        let cutoff = now.addingTimeInterval(-outboxRetention.seconds)
+        try await write { c in
+            var q = PGQuery()
+            q.sql = "DELETE FROM \(self.outbox) WHERE created_at < \(q.bind(cutoff))"
+            try await c.query(q.query, logger: self.logger)
+        }
+    }
+
+    public func close() async throws {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        for t in runners.withLock({ $0 }) { t.cancel() }
+    }
+
+    // MARK: Stores
+
+    func checkVectors(_ d: DatasetSpec) throws {
+        if !hasVector {
+            throw PolyglotError(.missingCapability, "Engine '\(spec.name)' has no pgvector extension, so '\(d.name)' cannot keep vectors.",
+                                fix: "Install pgvector on the server, or place the vectors on an engine that has them.")
+        }
+    }
+
+    public func documentStore(for d: DatasetSpec) throws -> any DocumentStore { PostgresDocumentStore(engine: self, spec: d) }
+    public func keyValueStore(for d: DatasetSpec) throws -> any KeyValueStore { PostgresKeyValueStore(engine: self, spec: d) }
+    public func vectorStore(for d: DatasetSpec) throws -> any VectorStore { try checkVectors(d); return PostgresVectorStore(engine: self, spec: d, projected: false) }
+    public func projectedVectors(for d: DatasetSpec) throws -> any VectorStore { try checkVectors(d); return PostgresVectorStore(engine: self, spec: d, projected: true) }
+    public func tableStore(for d: DatasetSpec) throws -> any TableStore { PostgresTableStore(engine: self, spec: d) }
+    public func graphStore(for d: DatasetSpec) throws -> any GraphStore { PostgresGraphStore(engine: self, spec: d, table: d.name) }
+    public func projectedGraph(for d: DatasetSpec) throws -> any GraphStore { PostgresGraphStore(engine: self, spec: d, table: d.name + "__edges") }
+    public func timeSeriesStore(for d: DatasetSpec) throws -> any TimeSeriesStore { PostgresTimeSeriesStore(engine: self, spec: d) }
+    public func searchIndex(for d: DatasetSpec) throws -> any SearchIndex { PostgresSearchIndex(engine: self, spec: d) }
+    public func sqlExecutor() throws -> any SQLExecutor { PostgresSQLExecutor(engine: self) }
+    public func telemetryHistory() throws -> any TelemetryHistoryStore { PostgresTelemetryHistory(engine: self) }
+
+    /// A schema-qualified, quoted table name.
+    func table(_ name: String) -> String { PGQuery.ident(settings.schema) + "." + PGQuery.ident(name) }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Runs `body`, failing with a typed error if it takes longer than `limit`.
+func withTimeout<R: Sendable>(_ limit: Duration, engine: String, _ body: @escaping @Sendable () async throws -> R) async throws -> R {
+    try await withThrowingTaskGroup(of: R?.self) { group in
+        group.addTask { try await body() }
+        group.addTask { try await Task.sleep(for: limit); return nil }
+        guard let first = try await group.next(), let value = first else {
+            group.cancelAll()
+            throw PolyglotError(.engineUnavailable, "Engine '\(engine)' did not answer within \(limit).",
+                                fix: "Check that the server is running and reachable, or raise connectTimeout.", retryable: true)
+        }
+        group.cancelAll()
+        return value
+    }
+}
+
+extension EngineRegistry {
+    /// Registers the PostgreSQL engine (`kind: postgres`).
+    public mutating func registerPostgres() { register(PostgresEngine.self) }
+}

@@ -29,12 +29,18 @@ public struct ConformanceTarget: Sendable, CustomStringConvertible {
     public var engine: EngineSpec
     /// For cache checks: an engine with the documents capability that the cache sits in front of; its name must be `source`.
     public var source: EngineSpec?
+    /// Capabilities the kind declares that this server lacks (e.g. `vectors` on PostgreSQL without pgvector).
+    public var excluding: Set<Capability>
+    /// Gives each check a clean engine, e.g. a fresh schema or key prefix on a shared server.
+    public var isolate: @Sendable (EngineSpec) -> EngineSpec
 
-    public init(name: String, registry: EngineRegistry, engine: EngineSpec, source: EngineSpec? = nil) {
+    public init(name: String, registry: EngineRegistry, engine: EngineSpec, source: EngineSpec? = nil,
+                excluding: Set<Capability> = [], isolate: @escaping @Sendable (EngineSpec) -> EngineSpec = { $0 }) {
         self.name = name; self.registry = registry; self.engine = engine; self.source = source
+        self.excluding = excluding; self.isolate = isolate
     }
     public var description: String { name }
-    public var capabilities: Set<Capability> { registry.capabilities(ofKind: engine.kind) ?? [] }
+    public var capabilities: Set<Capability> { (registry.capabilities(ofKind: engine.kind) ?? []).subtracting(excluding) }
 }
 
 /// One named check of the conformance suite.
@@ -52,7 +58,7 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible {
 
     /// Opens a fresh `Polyglot` on the target with this check's datasets, runs the check, and closes it.
     public func run(on target: ConformanceTarget) async throws {
-        var engines = [target.engine]
+        var engines = [target.isolate(target.engine)]
         if let s = target.source { engines.append(s) }
         let db = try await Polyglot(map: DataMap(engines: engines, datasets: datasets()), registry: target.registry)
         do {

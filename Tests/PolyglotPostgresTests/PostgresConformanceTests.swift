@@ -1,1 +1,57 @@
-// PostgreSQL engine tests.
+import Foundation
+import Polyglot
+import PolyglotPostgres
+import PolyglotTesting
+import Testing
+
+/// The PostgreSQL servers scripts/services/up starts (scripts/test does it); their URLs come from the environment.
+enum PGServers {
+    static func url(_ variable: String) -> String { ProcessInfo.processInfo.environment[variable] ?? "" }
+    static var pg15: String { url("POLYGLOT_TEST_PG15_URL") }
+    static var pg15Replica: String { url("POLYGLOT_TEST_PG15_REPLICA_URL") }
+    static var pg18: String { url("POLYGLOT_TEST_PG18_URL") }
+
+    static var registry: EngineRegistry {
+        var r = EngineRegistry.builtIn
+        r.registerPostgres()
+        return r
+    }
+
+    /// A fresh schema per use, so checks that reuse dataset names never see each other's rows.
+    static func freshSchema(_ spec: EngineSpec) -> EngineSpec {
+        var s = spec
+        s.options["schema"] = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+        return s
+    }
+
+    static func engine(_ url: String, options: [String: String] = [:]) -> EngineSpec {
+        freshSchema(EngineSpec(name: "subject", kind: "postgres", url: url, options: options))
+    }
+}
+
+let pg15Target = ConformanceTarget(name: "postgres 15", registry: PGServers.registry,
+                                   engine: EngineSpec(name: "subject", kind: "postgres", url: PGServers.pg15),
+                                   excluding: [.vectors], isolate: PGServers.freshSchema)
+let pg18Target = ConformanceTarget(name: "postgres 18 + pgvector", registry: PGServers.registry,
+                                   engine: EngineSpec(name: "subject", kind: "postgres", url: PGServers.pg18),
+                                   isolate: PGServers.freshSchema)
+
+@Suite struct PostgresConformance {
+    @Test func serversAreRunning() {
+        for (name, url) in [("POLYGLOT_TEST_PG15_URL", PGServers.pg15), ("POLYGLOT_TEST_PG18_URL", PGServers.pg18),
+                            ("POLYGLOT_TEST_PG15_REPLICA_URL", PGServers.pg15Replica)] {
+            #expect(!url.isEmpty, "\(name) is not set: start the servers with `scripts/services/up postgres` and source .services/env, or run scripts/test")
+        }
+    }
+
+    @Test(arguments: ConformanceSuite.checks(for: pg15Target))
+    func postgres15(_ check: ConformanceCheck) async throws { try await check.run(on: pg15Target) }
+
+    @Test(arguments: ConformanceSuite.checks(for: pg18Target))
+    func postgres18(_ check: ConformanceCheck) async throws { try await check.run(on: pg18Target) }
+
+    @Test func everyCapabilityHasChecks() {
+        #expect(Set(ConformanceSuite.checks(for: pg18Target).map(\.capability)) == [.documents, .keyValue, .vectors, .search, .graph, .timeSeries, .table, .transactions])
+        #expect(!ConformanceSuite.checks(for: pg15Target).contains { $0.capability == .vectors })
+    }
+}

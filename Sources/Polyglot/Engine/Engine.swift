@@ -37,6 +37,10 @@ public protocol Engine: Sendable {
     /// Periodic housekeeping, called by ``Polyglot/maintain(now:)``: pruning logs, expiring data.
     func maintain(now: Date) async throws
 
+    /// The token of a write at `position` in this engine's change log. Engines with read replicas add what a
+    /// replica must have replayed to serve a read that carries it.
+    func consistencyToken(position: Int64) -> ConsistencyToken
+
     /// A quick liveness probe.
     func ping() async throws
     func close() async throws
@@ -66,6 +70,7 @@ extension Engine {
         throw missing(.transactions)
     }
     public func ping() async throws {}
+    public func consistencyToken(position: Int64) -> ConsistencyToken { ConsistencyToken(engine: spec.name, position: position) }
     public func maintain(now: Date) async throws {}
 }
 

@@ -5,6 +5,7 @@ import Synchronization
 final class DatasetRuntime: Sendable {
     let spec: DatasetSpec
     let engineName: String
+    let sourceEngine: any Engine
     let telemetry: Telemetry
     let documents: (any DocumentStore)?
     let keyValue: (any KeyValueStore)?
@@ -23,6 +24,7 @@ final class DatasetRuntime: Sendable {
         self.engineName = spec.engine
         self.telemetry = telemetry
         let engine = engines[spec.engine]!
+        sourceEngine = engine
         documents = spec.model == .documents ? try engine.documentStore(for: spec) : nil
         keyValue = spec.model == .keyValue ? try engine.keyValueStore(for: spec) : nil
         vectors = spec.model == .vectors ? try engine.vectorStore(for: spec) : nil

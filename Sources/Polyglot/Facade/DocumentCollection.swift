@@ -60,7 +60,7 @@ public struct DocumentCollection: Sendable {
             // Invalidate at each id's new version, so no fill of an older version can land afterwards.
             for (doc, version) in zip(documents, versions) { try await cache.invalidate(doc.id, version: version) }
         }
-        return ConsistencyToken(engine: runtime.engineName, position: versions.max() ?? 0)
+        return runtime.sourceEngine.consistencyToken(position: versions.max() ?? 0)
     }
 
     /// The document with this id, read through the cache projection when there is one.

@@ -12,14 +12,29 @@ public struct ConsistencyToken: Sendable, Hashable, Comparable, Codable, CustomS
     /// The engine whose log the position belongs to.
     public var engine: String
     public var position: Int64
+    /// Where the write's commit ends in the engine's write-ahead log, when the engine has read replicas
+    /// (PostgreSQL's commit LSN). A read that carries the token is served by a replica only once the replica
+    /// has replayed this far.
+    public var lsn: UInt64?
 
-    public init(engine: String, position: Int64) { self.engine = engine; self.position = position }
+    public init(engine: String, position: Int64, lsn: UInt64? = nil) { self.engine = engine; self.position = position; self.lsn = lsn }
 
     public static func < (a: ConsistencyToken, b: ConsistencyToken) -> Bool {
         (a.engine, a.position) < (b.engine, b.position)
     }
-    /// `engine:position`, the form used in HTTP headers and logs.
-    public var description: String { "\(engine):\(position)" }
+    /// `engine:position` (with `@lsn` in hex when there is one), the form used in HTTP headers and logs.
+    public var description: String { lsn.map { "\(engine):\(position)@\(String($0, radix: 16))" } ?? "\(engine):\(position)" }
+
+    /// Parses ``description``'s form.
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        let rest = text[text.index(after: colon)...]
+        let parts = rest.split(separator: "@", maxSplits: 1)
+        guard let position = parts.first.flatMap({ Int64($0) }) else { return nil }
+        var lsn: UInt64?
+        if parts.count == 2 { guard let l = UInt64(parts[1], radix: 16) else { return nil }; lsn = l }
+        self.init(engine: String(text[..<colon]), position: position, lsn: lsn)
+    }
 }
 
 /// A stored document: its id, the version of the write that produced it, and its JSON bytes.

@@ -1,0 +1,234 @@
+import Foundation
+import Polyglot
+import PostgresNIO
+
+/// Documents as JSONB in `<dataset>(id, version, body)`, with a GIN index for containment and an expression
+/// index per declared field. A batch is one statement: the outbox events and the upserts commit together.
+/// Same-engine projections (vectors, graph) are written in the same transaction; search is a generated column.
+struct PostgresDocumentStore: DocumentStore {
+    let engine: PostgresEngine
+    let spec: DatasetSpec
+    let table: String
+    let getSQL: String
+
+    init(engine: PostgresEngine, spec: DatasetSpec) {
+        self.engine = engine
+        self.spec = spec
+        table = engine.table(spec.name)
+        getSQL = "SELECT version, body FROM \(table) WHERE id = $1"
+    }
+
+    /// PostgreSQL's jsonb cannot hold U+0000; refuse it with a clear error instead of a server error.
+    static func checkStorable(_ data: Data, id: String, dataset: String) throws {
+        if data.contains(0) || data.range(of: Data("\\u0000".utf8)) != nil {
+            throw PolyglotError(.malformedJSON, "Document '\(id)' of '\(dataset)' contains a NUL character (\\u0000), which PostgreSQL's JSONB cannot store.",
+                                fix: "Remove NUL characters from the document's strings, or encode binary data as base64.")
+        }
+        if String(validating: data, as: UTF8.self) == nil {
+            throw PolyglotError(.malformedJSON, "Document '\(id)' of '\(dataset)' is not valid UTF-8.", fix: "Send the document as UTF-8 JSON.")
+        }
+    }
+
+    func put(_ documents: [(id: String, data: Data)]) async throws -> [Int64] {
+        guard !documents.isEmpty else { return [] }
+        for d in documents { try Self.checkStorable(d.data, id: d.id, dataset: spec.name) }
+        var q = PGQuery()
+        let ids = q.bind(documents.map(\.id))
+        let bodies = q.bind(documents.map { String(decoding: $0.data, as: UTF8.self) })
+        let dataset = q.bind(spec.name)
+        // nextval in a CTE with a volatile function is evaluated once per row, in input order.
+        q.sql = """
+        WITH input AS MATERIALIZED (
+            SELECT i.id, i.body::jsonb AS body, i.ord, nextval(pg_get_serial_sequence('\(engine.outbox.replacingOccurrences(of: "'", with: "''"))', 'position')) AS pos
+            FROM unnest(\(ids)::text[], \(bodies)::text[]) WITH ORDINALITY AS i(id, body, ord)),
+        events AS (
+            INSERT INTO \(engine.outbox)(position, dataset, key, op, payload) SELECT pos, \(dataset), id, 'put', body FROM input),
+        upserted AS (
+            INSERT INTO \(table)(id, version, body)
+            SELECT DISTINCT ON (id) id, pos, body FROM input ORDER BY id, ord DESC
+            ON CONFLICT (id) DO UPDATE SET version = excluded.version, body = excluded.body)
+        SELECT pos FROM input ORDER BY ord
+        """
+        let projections = PostgresProjections(spec: spec, engine: engine)
+        let query = q
+        return try await engine.write(singleStatement: !projections.any) { c in
+            var versions: [Int64] = []
+            versions.reserveCapacity(documents.count)
+            for try await v in try await c.query(query.query, logger: engine.logger).decode(Int64.self) { versions.append(v) }
+            if projections.any { try await projections.apply(c, documents: documents, versions: versions) }
+            return versions
+        }
+    }
+
+    func get(_ id: String) async throws -> Document? {
+        let sql = getSQL
+        return try await engine.read { c in
+            var binds = PostgresBindings()
+            binds.append(id)
+            for try await (version, body) in try await c.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: engine.logger).decode((Int64, ByteBuffer).self) {
+                return Document(id: id, version: version, data: Data(body.readableBytesView).jsonbText)
+            }
+            return nil
+        }
+    }
+
+    func get(_ ids: [String]) async throws -> [Document] {
+        guard !ids.isEmpty else { return [] }
+        var q = PGQuery()
+        q.sql = "SELECT id, version, body FROM \(table) WHERE id = ANY(\(q.bind(ids))::text[])"
+        return try await documents(q)
+    }
+
+    func documents(_ q: PGQuery) async throws -> [Document] {
+        try await engine.read { c in
+            var out: [Document] = []
+            for try await (id, version, body) in try await c.query(q.query, logger: engine.logger).decode((String, Int64, ByteBuffer).self) {
+                out.append(Document(id: id, version: version, data: Data(body.readableBytesView).jsonbText))
+            }
+            return out
+        }
+    }
+
+    func delete(_ id: String) async throws -> ConsistencyToken? {
+        var q = PGQuery()
+        let idp = q.bind(id)
+        q.sql = """
+        WITH gone AS (DELETE FROM \(table) WHERE id = \(idp) RETURNING id)
+        INSERT INTO \(engine.outbox)(dataset, key, op) SELECT \(q.bind(spec.name)), id, 'delete' FROM gone RETURNING position
+        """
+        let projections = PostgresProjections(spec: spec, engine: engine)
+        let query = q
+        return try await engine.write(singleStatement: !projections.any) { c -> ConsistencyToken? in
+            var position: Int64?
+            for try await p in try await c.query(query.query, logger: engine.logger).decode(Int64.self) { position = p }
+            guard let position else { return nil }
+            if projections.any { try await projections.remove(c, id: id) }
+            return engine.token(position)
+        }
+    }
+
+    func query(_ query: DocumentQuery) async throws -> [Document] {
+        var q = PGQuery()
+        let f = PGFilter(target: .json(column: "body"))
+        let whereSQL = try f.translate(query.filter, into: &q)
+        q.sql = "SELECT id, version, body FROM \(table) WHERE \(whereSQL)" + f.orderBy(query.sort, tiebreak: "id")
+        if let limit = query.limit { q.sql += " LIMIT \(q.bind(limit))" }
+        if query.offset > 0 { q.sql += " OFFSET \(q.bind(query.offset))" }
+        return try await documents(q)
+    }
+
+    func count(_ filter: Filter) async throws -> Int {
+        var q = PGQuery()
+        let whereSQL = try PGFilter(target: .json(column: "body")).translate(filter, into: &q)
+        q.sql = "SELECT count(*) FROM \(table) WHERE \(whereSQL)"
+        return try await engine.read { c in
+            for try await n in try await c.query(q.query, logger: engine.logger).decode(Int.self) { return n }
+            return 0
+        }
+    }
+}
+
+extension Data {
+    /// A binary jsonb value is a version byte (1) followed by the JSON text.
+    var jsonbText: Data { first == 1 ? dropFirst() : self }
+}
+
+/// A documents dataset's projections on the same PostgreSQL engine, written in the write's transaction.
+struct PostgresProjections {
+    let spec: DatasetSpec
+    let engine: PostgresEngine
+    let vectors: ProjectionSpec?
+    let graph: ProjectionSpec?
+
+    init(spec: DatasetSpec, engine: PostgresEngine) {
+        self.spec = spec
+        self.engine = engine
+        vectors = spec.projection(.vectors).flatMap { $0.engine == engine.spec.name ? $0 : nil }
+        graph = spec.projection(.graph).flatMap { $0.engine == engine.spec.name ? $0 : nil }
+    }
+
+    var any: Bool { vectors != nil || graph != nil }
+
+    static func text(_ value: JSON?) -> String {
+        switch value {
+        case .string(let s): s
+        case .array(let items): items.map { text($0) }.joined(separator: " ")
+        case .number(let d): JSON.number(d).text
+        case .bool(let b): b ? "true" : "false"
+        default: ""
+        }
+    }
+
+    func apply(_ c: PostgresConnection, documents: [(id: String, data: Data)], versions: [Int64]) async throws {
+        for (doc, version) in zip(documents, versions) {
+            let body = try JSON(parsing: doc.data)
+            if let vectors, let dim = vectors.dimension {
+                var vector: [Float]?
+                if let field = vectors.vectorField {
+                    if let value = body[FieldPath(field)], value != .null {
+                        guard let items = value.arrayValue, items.allSatisfy({ $0.doubleValue != nil }) else {
+                            throw PolyglotError(.invalidVector, "Document '\(doc.id)' of '\(spec.name)': field '\(field)' must be an array of numbers for the vectors projection.",
+                                                fix: "Store the embedding as a JSON array of \(dim) numbers, or remove the field.")
+                        }
+                        vector = items.map { Float($0.doubleValue!) }
+                    }
+                } else {
+                    let text = vectors.fields.map { Self.text(body[FieldPath($0)]) }.joined(separator: " ")
+                    let v = HashingEmbedder(dimension: dim).embed(text)
+                    vector = v.contains { $0 != 0 } ? v : nil
+                }
+                var q = PGQuery()
+                if let vector {
+                    try VectorMath.validate(vector, dimension: dim, dataset: spec.name)
+                    q.sql = "INSERT INTO \(engine.table(spec.name + "__vectors"))(id, embedding) VALUES (\(q.bind(doc.id)), \(q.bind(PGVector.text(vector)))::vector) ON CONFLICT (id) DO UPDATE SET embedding = excluded.embedding"
+                } else {
+                    q.sql = "DELETE FROM \(engine.table(spec.name + "__vectors")) WHERE id = \(q.bind(doc.id))"
+                }
+                try await c.query(q.query, logger: engine.logger)
+            }
+            if let graph, let field = graph.edgeField {
+                let edges = engine.table(spec.name + "__edges")
+                var del = PGQuery()
+                del.sql = "DELETE FROM \(edges) WHERE src = \(del.bind(doc.id))"
+                try await c.query(del.query, logger: engine.logger)
+                let targets: [String] = Array(Set((body[FieldPath(field)]?.arrayValue ?? body[FieldPath(field)].map { [$0] } ?? []).compactMap(\.stringValue))).sorted()
+                if !targets.isEmpty {
+                    var ins = PGQuery()
+                    ins.sql = "INSERT INTO \(edges)(src, dst, label, weight, version) SELECT \(ins.bind(doc.id)), d, \(ins.bind(graph.edgeLabel ?? "")), 1, \(ins.bind(version)) FROM unnest(\(ins.bind(targets))::text[]) AS d ON CONFLICT (src, dst, label) DO UPDATE SET version = excluded.version"
+                    try await c.query(ins.query, logger: engine.logger)
+                }
+            }
+        }
+    }
+
+    func remove(_ c: PostgresConnection, id: String) async throws {
+        if vectors != nil {
+            var q = PGQuery()
+            q.sql = "DELETE FROM \(engine.table(spec.name + "__vectors")) WHERE id = \(q.bind(id))"
+            try await c.query(q.query, logger: engine.logger)
+        }
+        if graph != nil {
+            var q = PGQuery()
+            let p = q.bind(id)
+            q.sql = "DELETE FROM \(engine.table(spec.name + "__edges")) WHERE src = \(p) OR dst = \(p)"
+            try await c.query(q.query, logger: engine.logger)
+        }
+    }
+}
+
+/// pgvector's text form, `[1,2,3]`.
+enum PGVector {
+    static func text(_ v: [Float]) -> String {
+        var s = "["
+        s.reserveCapacity(v.count * 10)
+        for (i, x) in v.enumerated() {
+            if i > 0 { s += "," }
+            s += "\(x)"
+        }
+        return s + "]"
+    }
+
+    static func parse(_ text: String) -> [Float] {
+        text.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).split(separator: ",").compactMap { Float($0) }
+    }
+}
