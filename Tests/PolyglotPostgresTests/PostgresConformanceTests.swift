@@ -6,7 +6,7 @@ import Testing
 
 /// The PostgreSQL servers scripts/services/up starts (scripts/test does it); their URLs come from the environment.
 enum PGServers {
-    static func url(_ variable: String) -> String { ProcessInfo.processInfo.environment[variable] ?? "" }
+    static func url(_ variable: String) -> String { TestServers.value(variable) }
     static var pg15: String { url("POLYGLOT_TEST_PG15_URL") }
     static var pg15Replica: String { url("POLYGLOT_TEST_PG15_REPLICA_URL") }
     static var pg18: String { url("POLYGLOT_TEST_PG18_URL") }
@@ -40,7 +40,7 @@ let pg18Target = ConformanceTarget(name: "postgres 18 + pgvector", registry: PGS
     @Test func serversAreRunning() {
         for (name, url) in [("POLYGLOT_TEST_PG15_URL", PGServers.pg15), ("POLYGLOT_TEST_PG18_URL", PGServers.pg18),
                             ("POLYGLOT_TEST_PG15_REPLICA_URL", PGServers.pg15Replica)] {
-            #expect(!url.isEmpty, "\(name) is not set: start the servers with `scripts/services/up postgres` and source .services/env, or run scripts/test")
+            #expect(!url.isEmpty, Comment(rawValue: TestServers.missing(name)))
         }
     }
 
