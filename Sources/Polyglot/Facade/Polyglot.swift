@@ -69,6 +69,19 @@ public final class Polyglot: Service, Sendable {
         return rt
     }
 
+    /// The open engine named `name` in the data map, for engine-specific features and statistics.
+    ///
+    /// ```swift
+    /// let pg = try db.engine("primary") as? PostgresEngine
+    /// ```
+    public func engine(_ name: String) throws -> any Engine {
+        guard let e = engines[name] else {
+            throw PolyglotError(.unknownEngine, "Unknown engine '\(name)' (engines: \(engines.keys.sorted().joined(separator: ", "))).",
+                                fix: "Name an engine declared under `engines:`.")
+        }
+        return e
+    }
+
     /// A documents dataset as untyped JSON.
     public func documents(_ name: String) throws -> DocumentCollection {
         DocumentCollection(runtime: try runtime(name, .documents, "documents(\"\(name)\")"))
@@ -105,14 +118,6 @@ public final class Polyglot: Service, Sendable {
             throw PolyglotError(.missingCapability, "Dataset '\(dataset)' has no cache projection.", fix: "Add `- { kind: cache, engine: cache }` under its `projections:`.")
         }
         return cache.backend
-    }
-
-    func engine(_ name: String) throws -> any Engine {
-        guard let e = engines[name] else {
-            throw PolyglotError(.unknownEngine, "Unknown engine '\(name)' (engines: \(engines.keys.sorted().joined(separator: ", "))).",
-                                fix: "Name an engine declared under `engines:`.")
-        }
-        return e
     }
 
     /// Parameterized SQL on a SQL engine, measured under the dataset name `sql`.

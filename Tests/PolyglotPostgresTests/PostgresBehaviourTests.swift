@@ -1,0 +1,227 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Polyglot
+import PolyglotPostgres
+import PolyglotTesting
+import PostgresNIO
+import Testing
+
+/// Opens a Polyglot on one PostgreSQL server, in a fresh schema.
+func openPostgres(_ url: String, datasets: [DatasetSpec], options: [String: String] = [:]) async throws -> Polyglot {
+    let map = DataMap(engines: [PGServers.engine(url, options: options)], datasets: datasets)
+    return try await Polyglot(map: map, registry: PGServers.registry)
+}
+
+/// Runs scripts/services/postgres-ctl to stop, start or restart one of the test servers.
+func postgresCtl(_ server: String, _ action: String) throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    // posix_spawn + waitpid: Foundation's Process.waitUntilExit can hang when the child leaves a daemon behind.
+    let path = root.appendingPathComponent("scripts/services/postgres-ctl").path
+    var pid: pid_t = 0
+    let args = [path, server, action]
+    var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+    defer { for a in argv { free(a) } }
+    guard posix_spawn(&pid, path, nil, nil, &argv, environ) == 0 else { throw PolyglotError(.engineFailure, "could not run \(path)") }
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    guard status == 0 else { throw PolyglotError(.engineFailure, "postgres-ctl \(server) \(action) failed (status \(status))") }
+}
+
+let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", fields: [FieldSpec("name", .string)])
+
+@Suite struct PostgresBadInput {
+    @Test func filterValuesThatLookLikeSQLAreMatchedLiterally() async throws {
+        let db = try await openPostgres(PGServers.pg15, datasets: [docs])
+        let d = try db.documents("docs")
+        let evil = "'; DROP TABLE docs; --"
+        try await d.put("a", ["name": .string(evil)])
+        try await d.put("b", ["name": "plain"])
+        #expect(try await d.query(.field("name") == .string(evil)).map(\.id) == ["a"])
+        #expect(try await d.query(.field("name").hasPrefix("';")).map(\.id) == ["a"])
+        await #expect(throws: PolyglotError.self, "a field path with quotes is refused, never pasted into SQL") {
+            _ = try await d.query(.field("name\"; DROP") == "x")
+        }
+        #expect(try await d.count() == 2, "the table must still be there")
+        let rows = try await db.sql(on: "subject", "SELECT ?::text AS v", [.string(evil)])
+        #expect(rows.first?["v"] == .string(evil))
+        try await db.close()
+    }
+
+    @Test func jsonWithNulOrInvalidUTF8IsRefusedClearly() async throws {
+        let db = try await openPostgres(PGServers.pg15, datasets: [docs])
+        let d = try db.documents("docs")
+        await #expect(throws: PolyglotError.self) { try await d.put("nul", json: Data(#"{"name": "a\u0000b"}"#.utf8)) }
+        do {
+            _ = try await d.put("nul", json: Data(#"{"name": "a\u0000b"}"#.utf8))
+        } catch let e as PolyglotError {
+            #expect(e.code == .malformedJSON && e.message.contains("NUL") && e.fix != nil, "\(e)")
+        }
+        var bad = Data(#"{"name": ""#.utf8); bad.append(contentsOf: [0xC3, 0x28]); bad.append(contentsOf: Data(#""}"#.utf8))
+        await #expect(throws: PolyglotError.self) { try await d.put("utf", json: bad) }
+        #expect(try await d.count() == 0, "a refused document was stored")
+        try await db.close()
+    }
+
+    @Test func vectorsWithoutPgvectorAreRefusedAtStartWithTheFix() async throws {
+        let vectors = DatasetSpec(name: "emb", model: .vectors, engine: "subject", dimension: 4)
+        do {
+            let db = try await openPostgres(PGServers.pg15, datasets: [vectors])
+            try await db.close()
+            Issue.record("PostgreSQL 15 without pgvector accepted a vectors dataset")
+        } catch let e as PolyglotError {
+            #expect(e.code == .missingCapability)
+            #expect(e.message.contains("pgvector") && e.message.contains("'emb'"), "\(e)")
+            #expect(e.fix?.contains("pgvector") == true, "\(e)")
+        }
+    }
+
+    @Test func unknownSchemaOptionsAndURLsGiveClearErrors() async throws {
+        for (options, url) in [(["poolSize": "zero"], PGServers.pg15), (["schema": "bad-name"], PGServers.pg15), ([:], "mysql://x")] {
+            do {
+                let db = try await Polyglot(map: DataMap(engines: [EngineSpec(name: "subject", kind: "postgres", url: url, options: options)], datasets: []),
+                                            registry: PGServers.registry)
+                try await db.close()
+                Issue.record("accepted \(options) \(url)")
+            } catch let e as PolyglotError {
+                #expect(e.code == .invalidDataMap && e.fix != nil, "\(e)")
+            }
+        }
+    }
+
+    @Test func anUnreachableServerIsATypedRetryableError() async throws {
+        let spec = EngineSpec(name: "subject", kind: "postgres", url: "postgres://postgres@127.0.0.1:1/postgres", options: ["connectTimeout": "1s"])
+        do {
+            let db = try await Polyglot(map: DataMap(engines: [spec], datasets: []), registry: PGServers.registry)
+            try await db.close()
+            Issue.record("connected to a closed port")
+        } catch let e as PolyglotError {
+            #expect(e.code == .engineUnavailable && e.isRetryable, "\(e)")
+        }
+    }
+}
+
+@Suite(.serialized) struct PostgresFaults {
+    @Test func twoProcessesStartingTogetherMigrateOnce() async throws {
+        let engine = PGServers.engine(PGServers.pg18)
+        let map = DataMap(engines: [engine], datasets: [docs, DatasetSpec(name: "kv", model: .keyValue, engine: "subject")])
+        let dbs = try await withThrowingTaskGroup(of: Polyglot.self) { group in
+            for _ in 0..<4 { group.addTask { try await Polyglot(map: map, registry: PGServers.registry) } }
+            return try await group.reduce(into: [Polyglot]()) { $0.append($1) }
+        }
+        let rows = try await dbs[0].sql(on: "subject", "SELECT dataset, version FROM \(engine.options["schema"]!)._polyglot_schema ORDER BY dataset")
+        #expect(rows.map { $0["dataset"] } == ["docs", "kv"])
+        #expect(rows.allSatisfy { $0["version"] == 1 }, "a concurrent start migrated twice: \(rows)")
+        for db in dbs { try await db.close() }
+        // Adding a field later is a new version, applied once.
+        var changed = map
+        changed.datasets[0].fields.append(FieldSpec("price", .number))
+        let db = try await Polyglot(map: changed, registry: PGServers.registry)
+        let after = try await db.sql(on: "subject", "SELECT version FROM \(engine.options["schema"]!)._polyglot_schema WHERE dataset = 'docs'")
+        #expect(after.first?["version"] == 2)
+        try await db.close()
+    }
+
+    @Test func serverKilledMidTransactionLeavesNoPartialWriteAndThePoolRecovers() async throws {
+        let db = try await openPostgres(PGServers.url("POLYGLOT_TEST_PGFAULT_URL"), datasets: [docs], options: ["connectTimeout": "2s"])
+        let d = try db.documents("docs")
+        try await d.put("before", ["name": "kept"])
+        do {
+            try await db.transaction(on: "subject") {
+                try await d.put("inside", ["name": "lost"])
+                try postgresCtl("pgfault", "stop")
+                try await d.put("inside2", ["name": "lost"])
+            }
+            Issue.record("the transaction committed although the server stopped")
+        } catch let e as PolyglotError {
+            #expect(e.code == .engineUnavailable && e.isRetryable, "expected a typed, retryable error: \(e)")
+        }
+        try postgresCtl("pgfault", "start")
+        // The pool replaces its dead connections: reads and writes work again without reopening Polyglot.
+        var recovered = false
+        for _ in 0..<50 {
+            if (try? await d.get("before")) != nil { recovered = true; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(recovered, "the pool did not recover after the server restarted")
+        #expect(try await d.get("inside") == nil, "a write from the interrupted transaction survived")
+        try await d.put("after", ["name": "new"])
+        #expect(try await d.count() == 2)
+        try await db.close()
+    }
+
+    @Test func readsRetryAcrossAServerRestart() async throws {
+        let db = try await openPostgres(PGServers.url("POLYGLOT_TEST_PGFAULT_URL"), datasets: [docs])
+        let d = try db.documents("docs")
+        try await d.put("a", ["name": "x"])
+        try postgresCtl("pgfault", "restart")
+        // The pool's old connections are dead; an idempotent read is retried on a new one.
+        var got: Document?
+        for _ in 0..<20 {
+            got = try? await d.get("a")
+            if got != nil { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(got != nil)
+        try await db.close()
+    }
+}
+
+/// Runs one statement on the hot standby with the raw driver (Polyglot refuses a standby as a primary).
+func onReplica(_ sql: String) async throws {
+    let u = try #require(URLComponents(string: PGServers.pg15Replica))
+    let config = PostgresClient.Configuration(host: u.host ?? "127.0.0.1", port: u.port ?? 5432, username: "postgres", password: nil, database: "postgres", tls: .disable)
+    let client = PostgresClient(configuration: config)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await client.run() }
+        try await client.query(PostgresQuery(unsafeSQL: sql))
+        group.cancelAll()
+    }
+}
+
+@Suite(.serialized) struct PostgresReplicas {
+    @Test func readsGoToTheReplicaAndTokensGiveReadYourWrites() async throws {
+        let db = try await openPostgres(PGServers.pg15, datasets: [docs], options: ["replicas": PGServers.pg15Replica, "replicaWait": "5s"])
+        let pg = try #require(try db.engine("subject") as? PostgresEngine)
+        let d = try db.documents("docs")
+        // The replica must first replay the schema; a token read waits for it.
+        let token = try await d.put("a", ["name": "v1"])
+        #expect(token.lsn != nil, "a write's token must carry the commit LSN when there are replicas")
+        let read = try await db.reading(atLeast: token) { try await d.get("a") }
+        #expect(try read?.json()["name"] == "v1")
+        #expect(pg.readRouting.replicaReads >= 1 && pg.readRouting.primaryFallbacks == 0, "\(pg.readRouting)")
+        try await db.close()
+    }
+
+    @Test func aLaggingReplicaSendsTokenReadsToThePrimaryAndSaysSo() async throws {
+        let db = try await openPostgres(PGServers.pg15, datasets: [docs], options: ["replicas": PGServers.pg15Replica, "replicaWait": "300ms"])
+        let pg = try #require(try db.engine("subject") as? PostgresEngine)
+        let d = try db.documents("docs")
+        let first = try await d.put("a", ["name": "v1"])
+        // Let the replica catch up with the schema and the first write (streaming lag here is a few hundred ms).
+        for _ in 0..<50 {
+            let before = pg.readRouting.primaryFallbacks
+            _ = try await db.reading(atLeast: first) { try await d.get("a") }
+            if pg.readRouting.primaryFallbacks == before { break }
+        }
+        let fallbacks = pg.readRouting.primaryFallbacks
+        try await onReplica("SELECT pg_wal_replay_pause()")
+        do {
+            let token = try await d.put("a", ["name": "v2"])
+            let start = ContinuousClock.now
+            let read = try await db.reading(atLeast: token) { try await d.get("a") }
+            #expect(try read?.json()["name"] == "v2", "a token read returned a stale document")
+            #expect(ContinuousClock.now - start >= .milliseconds(250), "the read did not wait for the replica first")
+            #expect(pg.readRouting.primaryFallbacks == fallbacks + 1, "the fallback to the primary was not reported: \(pg.readRouting)")
+            // Without a token, reads may be stale: they go to the replica.
+            let stale = try await d.get("a")
+            #expect(try stale?.json()["name"] == "v1")
+        } catch {
+            try? await onReplica("SELECT pg_wal_replay_resume()")
+            throw error
+        }
+        try await onReplica("SELECT pg_wal_replay_resume()")
+        try await db.close()
+    }
+}
