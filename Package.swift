@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "polyglot",
             dependencies: [
-                "Polyglot", "PolyglotSQLite",
+                "Polyglot", "PolyglotSQLite", "PolyglotPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

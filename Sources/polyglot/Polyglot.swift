@@ -42,7 +42,7 @@ struct ConfigOptions: ParsableArguments {
 
     func open() async throws -> Polyglot {
         bootstrapLogging()
-        return try await Polyglot(map: DataMap(contentsOf: try path()), registry: .embedded)
+        return try await Polyglot(map: DataMap(contentsOf: try path()), registry: .cli)
     }
 }
 
@@ -62,7 +62,7 @@ struct MapCommand: AsyncParsableCommand {
         try await reportingErrors {
             let path = try options.path()
             let map = try DataMap(contentsOf: path)
-            try map.validate(registry: .embedded)
+            try map.validate(registry: .cli)
             print("Data map \(path)\n")
             print(TextTable.render(header: ["engine", "kind", "location"], rows: map.engines.map {
                 [$0.name, $0.kind, $0.path ?? $0.url ?? "in-process"]

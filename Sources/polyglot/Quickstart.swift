@@ -68,7 +68,7 @@ struct Quickstart: AsyncParsableCommand {
             try Self.exampleMap.write(toFile: mapPath, atomically: true, encoding: .utf8)
             say("Created \(mapPath): an example shop on one SQLite file plus an in-process cache.")
         }
-        let db = try await Polyglot(map: DataMap(contentsOf: mapPath), registry: .embedded)
+        let db = try await Polyglot(map: DataMap(contentsOf: mapPath), registry: .cli)
         do {
             try await tour(db)
             try await db.close()
