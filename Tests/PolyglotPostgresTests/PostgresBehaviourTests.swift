@@ -90,6 +90,19 @@ let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", field
         }
     }
 
+    @Test func aStatementOverTheTimeoutIsATypedErrorThatNamesTheSetting() async throws {
+        let db = try await openPostgres(PGServers.pg15, datasets: [], options: ["statementTimeout": "100ms", "poolSize": "2"])
+        do {
+            _ = try await db.sql(on: "subject", "SELECT pg_sleep(2)")
+            Issue.record("a 2 s statement ran under a 100 ms statement timeout")
+        } catch let e as PolyglotError {
+            #expect(e.code == .engineFailure && e.isRetryable && e.fix?.contains("statementTimeout") == true, "\(e)")
+        }
+        // The connection is still usable afterwards.
+        #expect(try await db.sql(on: "subject", "SELECT 1 AS one").first?["one"] == 1)
+        try await db.close()
+    }
+
     @Test func anUnreachableServerIsATypedRetryableError() async throws {
         let spec = EngineSpec(name: "subject", kind: "postgres", url: "postgres://postgres@127.0.0.1:1/postgres", options: ["connectTimeout": "1s"])
         do {
