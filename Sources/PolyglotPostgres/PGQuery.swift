@@ -94,14 +94,7 @@ struct PGFilter {
     }
 
     private func comparison(_ p: FieldPath, _ op: Comparison, _ value: JSON, _ q: inout PGQuery) -> String {
-        let sqlOp: String
-        switch op {
-        case .equal, .notEqual: sqlOp = "="
-        case .less: sqlOp = "<"
-        case .lessOrEqual: sqlOp = "<="
-        case .greater: sqlOp = ">"
-        case .greaterOrEqual: sqlOp = ">="
-        }
+        let sqlOp = op.sqlOperator
         switch target {
         case .json(let column):
             guard let type = jsonType(value) else { return "FALSE" }

@@ -149,53 +149,29 @@ struct PostgresProjections {
 
     var any: Bool { vectors != nil || graph != nil }
 
-    static func text(_ value: JSON?) -> String {
-        switch value {
-        case .string(let s): s
-        case .array(let items): items.map { text($0) }.joined(separator: " ")
-        case .number(let d): JSON.number(d).text
-        case .bool(let b): b ? "true" : "false"
-        default: ""
-        }
-    }
-
     func apply(_ c: PostgresConnection, documents: [(id: String, data: Data)], versions: [Int64]) async throws {
         for (doc, version) in zip(documents, versions) {
             let body = try JSON(parsing: doc.data)
-            if let vectors, let dim = vectors.dimension {
-                var vector: [Float]?
-                if let field = vectors.vectorField {
-                    if let value = body[FieldPath(field)], value != .null {
-                        guard let items = value.arrayValue, items.allSatisfy({ $0.doubleValue != nil }) else {
-                            throw PolyglotError(.invalidVector, "Document '\(doc.id)' of '\(spec.name)': field '\(field)' must be an array of numbers for the vectors projection.",
-                                                fix: "Store the embedding as a JSON array of \(dim) numbers, or remove the field.")
-                        }
-                        vector = items.map { Float($0.doubleValue!) }
-                    }
-                } else {
-                    let text = vectors.fields.map { Self.text(body[FieldPath($0)]) }.joined(separator: " ")
-                    let v = HashingEmbedder(dimension: dim).embed(text)
-                    vector = v.contains { $0 != 0 } ? v : nil
-                }
+            if let vectors {
+                let vector = try vectors.embedding(of: body, id: doc.id, dataset: spec.name)
                 var q = PGQuery()
                 if let vector {
-                    try VectorMath.validate(vector, dimension: dim, dataset: spec.name)
                     q.sql = "INSERT INTO \(engine.table(spec.name + "__vectors"))(id, embedding) VALUES (\(q.bind(doc.id)), \(q.bind(PGVector.text(vector)))::vector) ON CONFLICT (id) DO UPDATE SET embedding = excluded.embedding"
                 } else {
                     q.sql = "DELETE FROM \(engine.table(spec.name + "__vectors")) WHERE id = \(q.bind(doc.id))"
                 }
-                try await c.query(q.query, logger: engine.logger)
+                try await engine.execute(c, q)
             }
-            if let graph, let field = graph.edgeField {
+            if let graph, graph.edgeField != nil {
                 let edges = engine.table(spec.name + "__edges")
                 var del = PGQuery()
                 del.sql = "DELETE FROM \(edges) WHERE src = \(del.bind(doc.id))"
-                try await c.query(del.query, logger: engine.logger)
-                let targets: [String] = Array(Set((body[FieldPath(field)]?.arrayValue ?? body[FieldPath(field)].map { [$0] } ?? []).compactMap(\.stringValue))).sorted()
+                try await engine.execute(c, del)
+                let targets = graph.edgeTargets(of: body)
                 if !targets.isEmpty {
                     var ins = PGQuery()
                     ins.sql = "INSERT INTO \(edges)(src, dst, label, weight, version) SELECT \(ins.bind(doc.id)), d, \(ins.bind(graph.edgeLabel ?? "")), 1, \(ins.bind(version)) FROM unnest(\(ins.bind(targets))::text[]) AS d ON CONFLICT (src, dst, label) DO UPDATE SET version = excluded.version"
-                    try await c.query(ins.query, logger: engine.logger)
+                    try await engine.execute(c, ins)
                 }
             }
         }
@@ -205,13 +181,13 @@ struct PostgresProjections {
         if vectors != nil {
             var q = PGQuery()
             q.sql = "DELETE FROM \(engine.table(spec.name + "__vectors")) WHERE id = \(q.bind(id))"
-            try await c.query(q.query, logger: engine.logger)
+            try await engine.execute(c, q)
         }
         if graph != nil {
             var q = PGQuery()
             let p = q.bind(id)
             q.sql = "DELETE FROM \(engine.table(spec.name + "__edges")) WHERE src = \(p) OR dst = \(p)"
-            try await c.query(q.query, logger: engine.logger)
+            try await engine.execute(c, q)
         }
     }
 }

@@ -194,7 +194,7 @@ public final class PostgresEngine: Engine, EngineFactory {
                     await routing.committed(on: c, engine: self)
                     return r
                 } catch {
-                    if !c.isClosed { try? await exec(c, "ROLLBACK") }
+                    await rollback(c)
                     throw error
                 }
             }
@@ -225,8 +225,23 @@ public final class PostgresEngine: Engine, EngineFactory {
         }
     }
 
+    /// Rolls back; a connection that cannot roll back is closed, so the pool never hands out one stuck in a failed transaction.
+    func rollback(_ c: PostgresConnection) async {
+        guard !c.isClosed else { return }
+        do { try await exec(c, "ROLLBACK") } catch {
+            logger.warning("closing a connection that could not roll back", metadata: ["error": "\(error)"])
+            try? await c.close()
+        }
+    }
+
     func exec(_ c: PostgresConnection, _ sql: String) async throws {
-        try await c.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        try await execute(c, PGQuery(sql))
+    }
+
+    /// Runs a statement and reads its whole result: the driver returns from `query` once the server describes the
+    /// rows, so an error raised while the statement runs (a timeout, a lock wait, a constraint) surfaces only here.
+    func execute(_ c: PostgresConnection, _ q: PGQuery) async throws {
+        for try await _ in try await c.query(q.query, logger: logger) {}
     }
 
     func rows(_ c: PostgresConnection, _ q: PGQuery) async throws -> [PostgresRow] {
@@ -258,7 +273,7 @@ public final class PostgresEngine: Engine, EngineFactory {
         try await write { c in
             var q = PGQuery()
             q.sql = "DELETE FROM \(self.outbox) WHERE created_at < \(q.bind(cutoff))"
-            try await c.query(q.query, logger: self.logger)
+            try await self.execute(c, q)
         }
     }
 

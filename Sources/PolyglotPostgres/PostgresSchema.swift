@@ -17,7 +17,7 @@ struct PostgresSchema {
             var lock = PGQuery()
             // One lock for the whole server: CREATE EXTENSION and CREATE SCHEMA race across schemas too.
             lock.sql = "SELECT pg_advisory_xact_lock(hashtext(\(lock.bind("polyglot schema migration"))))"
-            try await c.query(lock.query, logger: engine.logger)
+            try await engine.execute(c, lock)
             for sql in core(vector: vector) { try await engine.exec(c, sql) }
             for ds in datasets {
                 let definition = try definition(of: ds)
@@ -33,7 +33,7 @@ struct PostgresSchema {
                 VALUES (\(w.bind(ds.name)), \(w.bind(ds.model.rawValue)), \(w.bind((recorded?.0 ?? 0) + 1)), \(w.bind(definition)), now())
                 ON CONFLICT (dataset) DO UPDATE SET model = excluded.model, version = excluded.version, definition = excluded.definition, updated_at = now()
                 """
-                try await c.query(w.query, logger: engine.logger)
+                try await engine.execute(c, w)
                 engine.logger.info("schema migrated", metadata: ["dataset": "\(ds.name)", "version": "\((recorded?.0 ?? 0) + 1)"])
             }
         }

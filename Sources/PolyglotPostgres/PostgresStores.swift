@@ -64,7 +64,7 @@ struct PostgresKeyValueStore: KeyValueStore {
             // Lock the row (or the key's slot, when it does not exist yet) so concurrent increments serialize.
             var lock = PGQuery()
             lock.sql = "SELECT pg_advisory_xact_lock(hashtext(\(lock.bind(spec.name + "\u{1F}" + key))))"
-            try await c.query(lock.query, logger: engine.logger)
+            try await engine.execute(c, lock)
             var read = PGQuery()
             read.sql = "SELECT value, expires_at FROM \(table) WHERE key = \(read.bind(key)) AND (expires_at IS NULL OR expires_at > now()) FOR UPDATE"
             let row = try await engine.fetch(c, read) { try $0.decode((Data, Date?).self) }.first
@@ -78,7 +78,7 @@ struct PostgresKeyValueStore: KeyValueStore {
             INSERT INTO \(table)(key, value, expires_at, version) SELECT \(k), \(w.bind(Data(String(next).utf8))), \(exp)::timestamptz, position FROM ev
             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = excluded.version
             """
-            try await c.query(w.query, logger: engine.logger)
+            try await engine.execute(c, w)
             return next
         }
     }
@@ -337,7 +337,7 @@ struct PostgresVectorStore: VectorStore {
                 hits.sort { ($0.distance, $0.id) < ($1.distance, $1.id) }
                 return hits
             } catch {
-                if !inTransaction { try? await engine.exec(c, "ROLLBACK") }
+                if !inTransaction { await engine.rollback(c) }
                 throw error
             }
         }
@@ -496,14 +496,14 @@ struct PostgresTimeSeriesStore: TimeSeriesStore {
         guard !missing.isEmpty else { return }
         var lock = PGQuery()
         lock.sql = "SELECT pg_advisory_xact_lock(hashtext(\(lock.bind("polyglot partitions " + engine.settings.schema + "." + spec.name))))"
-        try await c.query(lock.query, logger: engine.logger)
+        try await engine.execute(c, lock)
         for day in missing.sorted() {
             let name = partitionName(day)
             var q = PGQuery()
             let from = Date(timeIntervalSince1970: Double(day) * Self.day)
             let to = Date(timeIntervalSince1970: Double(day + 1) * Self.day)
             q.sql = "CREATE TABLE IF NOT EXISTS \(engine.table(name)) PARTITION OF \(table) FOR VALUES FROM (\(PGQuery.literal(PGValue.isoString(from)))) TO (\(PGQuery.literal(PGValue.isoString(to))))"
-            try await c.query(q.query, logger: engine.logger)
+            try await engine.execute(c, q)
         }
         engine.partitions.withLock { $0.formUnion(missing.map(partitionName)) }
     }
@@ -608,7 +608,7 @@ struct PostgresTelemetryHistory: TelemetryHistoryStore {
                     q.bind(Int64(r.stats.bytes)), q.bind(r.stats.latency.encoded()),
                 ]
                 q.sql = "INSERT INTO \(engine.table("_polyglot_telemetry")) VALUES (\(values.joined(separator: ", ")))"
-                try await c.query(q.query, logger: engine.logger)
+                try await engine.execute(c, q)
             }
         }
     }

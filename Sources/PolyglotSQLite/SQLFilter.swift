@@ -65,14 +65,7 @@ struct SQLFilter {
     }
 
     private mutating func comparison(_ path: FieldPath, _ op: Comparison, _ value: JSON) -> String {
-        let sqlOp: String
-        switch op {
-        case .equal, .notEqual: sqlOp = "="
-        case .less: sqlOp = "<"
-        case .lessOrEqual: sqlOp = "<="
-        case .greater: sqlOp = ">"
-        case .greaterOrEqual: sqlOp = ">="
-        }
+        let sqlOp = op.sqlOperator
         let test = "\(expression(path)) \(sqlOp) \(bind(value))"
         if let guardSQL = typeGuard(path, value) { return "(\(guardSQL) AND \(test))" }
         return "IFNULL(\(test), 0)"

@@ -111,16 +111,6 @@ struct ProjectionWriter {
 
     var any: Bool { search != nil || vectors != nil || graph != nil }
 
-    static func text(_ value: JSON?) -> String {
-        switch value {
-        case .string(let s): s
-        case .array(let items): items.map { text($0) }.joined(separator: " ")
-        case .number(let d): JSON.number(d).text
-        case .bool(let b): b ? "true" : "false"
-        default: ""
-        }
-    }
-
     func apply(_ c: SQLiteConnection, _ post: PostCommit, id: String, rowid: Int64, data: Data, version: Int64) throws {
         let body = try JSON(parsing: data)
         let q = SQLFilter.quoteIdentifier
@@ -129,25 +119,10 @@ struct ProjectionWriter {
             let cols = search.fields.indices.map { "f\($0)" }.joined(separator: ", ")
             let marks = search.fields.map { _ in "?" }.joined(separator: ", ")
             try c.run("INSERT INTO \(q(spec.name + "__fts"))(rowid, \(cols)) VALUES (?, \(marks))",
-                      [.integer(rowid)] + search.fields.map { .text(ProjectionWriter.text(body[FieldPath($0)])) })
+                      [.integer(rowid)] + search.fields.map { .text(ProjectionSpec.text(body[FieldPath($0)])) })
         }
-        if let vectors, let dim = vectors.dimension {
-            var vector: [Float]?
-            if let field = vectors.vectorField {
-                if let value = body[FieldPath(field)], value != .null {
-                    guard let items = value.arrayValue, items.allSatisfy({ $0.doubleValue != nil }) else {
-                        throw PolyglotError(.invalidVector, "Document '\(id)' of '\(spec.name)': field '\(field)' must be an array of numbers for the vectors projection.",
-                                            fix: "Store the embedding as a JSON array of \(dim) numbers, or remove the field.")
-                    }
-                    vector = items.map { Float($0.doubleValue!) }
-                }
-            } else {
-                let text = vectors.fields.map { ProjectionWriter.text(body[FieldPath($0)]) }.joined(separator: " ")
-                let v = HashingEmbedder(dimension: dim).embed(text)
-                vector = v.contains { $0 != 0 } ? v : nil
-            }
-            if let vector {
-                try VectorMath.validate(vector, dimension: dim, dataset: spec.name)
+        if let vectors {
+            if let vector = try vectors.embedding(of: body, id: id, dataset: spec.name) {
                 try c.run("INSERT OR REPLACE INTO \(q(spec.name + "__vectors"))(id, vector) VALUES (?, ?)", [.text(id), .blob(VectorBlob.encode(vector))])
                 if let vectorIndex { post.add { try vectorIndex.upsert(id, vector) } }
             } else {
@@ -155,11 +130,10 @@ struct ProjectionWriter {
                 if let vectorIndex { post.add { vectorIndex.delete(id) } }
             }
         }
-        if let graph, let field = graph.edgeField {
+        if let graph, graph.edgeField != nil {
             let edges = q(spec.name + "__edges")
             try c.run("DELETE FROM \(edges) WHERE src = ?", [.text(id)])
-            let targets: [String] = (body[FieldPath(field)]?.arrayValue ?? body[FieldPath(field)].map { [$0] } ?? []).compactMap(\.stringValue)
-            for t in Set(targets) {
+            for t in graph.edgeTargets(of: body) {
                 try c.run("INSERT OR REPLACE INTO \(edges)(src, dst, label, weight, version) VALUES (?, ?, ?, 1, ?)",
                           [.text(id), .text(t), .text(graph.edgeLabel ?? ""), .integer(version)])
             }

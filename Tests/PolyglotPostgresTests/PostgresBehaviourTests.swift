@@ -91,10 +91,10 @@ let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", field
     }
 
     @Test func aStatementOverTheTimeoutIsATypedErrorThatNamesTheSetting() async throws {
-        let db = try await openPostgres(PGServers.pg15, datasets: [], options: ["statementTimeout": "100ms", "poolSize": "2"])
+        let db = try await openPostgres(PGServers.pg15, datasets: [], options: ["statementTimeout": "1s", "poolSize": "2"])
         do {
-            _ = try await db.sql(on: "subject", "SELECT pg_sleep(2)")
-            Issue.record("a 2 s statement ran under a 100 ms statement timeout")
+            _ = try await db.sql(on: "subject", "SELECT pg_sleep(5)")
+            Issue.record("a 5 s statement ran under a 1 s statement timeout")
         } catch let e as PolyglotError {
             #expect(e.code == .engineFailure && e.isRetryable && e.fix?.contains("statementTimeout") == true, "\(e)")
         }
