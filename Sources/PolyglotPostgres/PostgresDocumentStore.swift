@@ -36,25 +36,27 @@ struct PostgresDocumentStore: DocumentStore {
         let ids = q.bind(documents.map(\.id))
         let bodies = q.bind(documents.map { String(decoding: $0.data, as: UTF8.self) })
         let dataset = q.bind(spec.name)
-        // nextval in a CTE with a volatile function is evaluated once per row, in input order.
+        // Positions are taken while the row is locked: in VALUES for a new id (a concurrent insert of the same id
+        // waits on the unique index and then takes the conflict path), in DO UPDATE for an existing one. Rows go
+        // in id order, so two batches lock their ids in the same order and cannot deadlock.
         q.sql = """
-        WITH input AS MATERIALIZED (
-            SELECT i.id, i.body::jsonb AS body, i.ord, nextval(pg_get_serial_sequence('\(engine.outbox.replacingOccurrences(of: "'", with: "''"))', 'position')) AS pos
-            FROM unnest(\(ids)::text[], \(bodies)::text[]) WITH ORDINALITY AS i(id, body, ord)),
-        events AS (
-            INSERT INTO \(engine.outbox)(position, dataset, key, op, payload) SELECT pos, \(dataset), id, 'put', body FROM input),
+        WITH input AS (
+            SELECT DISTINCT ON (i.id) i.id, i.body::jsonb AS body
+            FROM unnest(\(ids)::text[], \(bodies)::text[]) WITH ORDINALITY AS i(id, body, ord) ORDER BY i.id, i.ord DESC),
         upserted AS (
-            INSERT INTO \(table)(id, version, body)
-            SELECT DISTINCT ON (id) id, pos, body FROM input ORDER BY id, ord DESC
-            ON CONFLICT (id) DO UPDATE SET version = excluded.version, body = excluded.body)
-        SELECT pos FROM input ORDER BY ord
+            INSERT INTO \(table)(id, version, body) SELECT id, \(engine.nextPosition), body FROM input ORDER BY id
+            ON CONFLICT (id) DO UPDATE SET version = \(engine.nextPosition), body = excluded.body
+            RETURNING id, version, body),
+        events AS (
+            INSERT INTO \(engine.outbox)(position, dataset, key, op, payload) SELECT version, \(dataset), id, 'put', body FROM upserted)
+        SELECT id, version FROM upserted
         """
         let projections = PostgresProjections(spec: spec, engine: engine)
         let query = q
         return try await engine.write(singleStatement: !projections.any) { c in
-            var versions: [Int64] = []
-            versions.reserveCapacity(documents.count)
-            for try await v in try await c.query(query.query, logger: engine.logger).decode(Int64.self) { versions.append(v) }
+            var byID: [String: Int64] = [:]
+            for try await (id, v) in try await c.query(query.query, logger: engine.logger).decode((String, Int64).self) { byID[id] = v }
+            let versions = documents.map { byID[$0.id] ?? 0 }
             if projections.any { try await projections.apply(c, documents: documents, versions: versions) }
             return versions
         }

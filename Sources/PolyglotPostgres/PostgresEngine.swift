@@ -48,6 +48,10 @@ public final class PostgresEngine: Engine, EngineFactory {
     let serverVersion: Int
     /// Schema-qualified names.
     let outbox: String
+    /// The SQL that takes the next outbox position. Writes take it after they hold the row's lock (in the
+    /// upsert's VALUES for a new key, in `ON CONFLICT DO UPDATE` for an existing one), so for each key the
+    /// positions (versions) follow commit order.
+    let nextPosition: String
     let routing = ReplicaRouting()
     /// Time-series partitions known to exist.
     let partitions = Mutex<Set<String>>([])
@@ -73,6 +77,7 @@ public final class PostgresEngine: Engine, EngineFactory {
         for client in [primary] + replicas { tasks.append(Task { await client.run() }) }
         runners = Mutex(tasks)
         outbox = PGQuery.ident(settings.schema) + "._polyglot_outbox"
+        nextPosition = "nextval(" + PGQuery.literal(PGQuery.ident(settings.schema) + "._polyglot_outbox_position_seq") + "::regclass)"
         do {
             let probe = try await PostgresEngine.probe(primary, settings: settings, engine: spec.name)
             hasVector = probe.vector

@@ -50,6 +50,7 @@ struct PostgresSchema {
                 created_at timestamptz NOT NULL DEFAULT now())
             """,
             "CREATE INDEX IF NOT EXISTS \(ix("_polyglot_outbox_created")) ON \(t("_polyglot_outbox")) (created_at)",
+            "CREATE INDEX IF NOT EXISTS \(ix("_polyglot_outbox_xid")) ON \(t("_polyglot_outbox")) (xid)",
             """
             CREATE TABLE IF NOT EXISTS \(t("_polyglot_schema")) (
                 dataset text PRIMARY KEY, model text NOT NULL, version int NOT NULL, definition text NOT NULL, updated_at timestamptz NOT NULL)

@@ -40,10 +40,11 @@ struct PostgresKeyValueStore: KeyValueStore {
         let ev = q.bind(spec.name)
         let exp = expiry(ttl).map { q.bind($0) } ?? q.bindNull()
         q.sql = """
-        WITH ev AS (INSERT INTO \(engine.outbox)(dataset, key, op) VALUES (\(ev), \(k), 'put') RETURNING position)
-        INSERT INTO \(table)(key, value, expires_at, version) SELECT \(k), \(q.bind(value)), \(exp)::timestamptz, position FROM ev
-        ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = excluded.version
-        RETURNING version
+        WITH up AS (
+            INSERT INTO \(table)(key, value, expires_at, version) VALUES (\(k), \(q.bind(value)), \(exp)::timestamptz, \(engine.nextPosition))
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = \(engine.nextPosition)
+            RETURNING version)
+        INSERT INTO \(engine.outbox)(position, dataset, key, op) SELECT version, \(ev), \(k), 'put' FROM up RETURNING position
         """
         return try await engine.write(singleStatement: true) { c in
             engine.token(try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0)
@@ -131,11 +132,13 @@ struct PostgresTableStore: TableStore {
             let ev = q.bind(spec.name)
             let payload = q.bindJSON(.object(row))
             let values = try spec.fields.map { f in try PGValue.bind(row[f.name] ?? .null, as: f.type, column: f.name, dataset: spec.name, into: &q) }
+            // The row lock is taken before the position, so a key's positions follow its commit order.
             q.sql = """
-            WITH ev AS (INSERT INTO \(engine.outbox)(dataset, key, op, payload) VALUES (\(ev), \(key), 'put', \(payload)) RETURNING position)
-            INSERT INTO \(table)(\(cols.map(PGQuery.ident).joined(separator: ", "))) VALUES (\(values.joined(separator: ", ")))
-            ON CONFLICT (\(PGQuery.ident(pk))) DO \(updates.isEmpty ? "NOTHING" : "UPDATE SET " + updates.joined(separator: ", "))
-            RETURNING (SELECT position FROM ev)
+            WITH up AS (
+                INSERT INTO \(table)(\(cols.map(PGQuery.ident).joined(separator: ", "))) VALUES (\(values.joined(separator: ", ")))
+                ON CONFLICT (\(PGQuery.ident(pk))) DO UPDATE SET \((updates + ["\(PGQuery.ident(pk)) = excluded.\(PGQuery.ident(pk))"]).joined(separator: ", "))
+                RETURNING 1)
+            INSERT INTO \(engine.outbox)(dataset, key, op, payload) SELECT \(ev), \(key), 'put', \(payload) FROM up RETURNING position
             """
             statements.append(q)
         }
@@ -264,15 +267,15 @@ struct PostgresVectorStore: VectorStore {
         let vectors = q.bind(records.map { PGVector.text($0.vector) })
         let metadata = q.bind(records.map { $0.metadata?.text ?? "null" })
         q.sql = """
-        WITH input AS MATERIALIZED (
-            SELECT i.id, i.v::vector AS v, nullif(i.m::jsonb, 'null'::jsonb) AS m, i.ord,
-                   nextval(pg_get_serial_sequence('\(engine.outbox.replacingOccurrences(of: "'", with: "''"))', 'position')) AS pos
-            FROM unnest(\(ids)::text[], \(vectors)::text[], \(metadata)::text[]) WITH ORDINALITY AS i(id, v, m, ord)),
-        events AS (INSERT INTO \(engine.outbox)(position, dataset, key, op) SELECT pos, \(q.bind(spec.name)), id, 'put' FROM input),
+        WITH input AS (
+            SELECT DISTINCT ON (i.id) i.id, i.v::vector AS v, nullif(i.m::jsonb, 'null'::jsonb) AS m
+            FROM unnest(\(ids)::text[], \(vectors)::text[], \(metadata)::text[]) WITH ORDINALITY AS i(id, v, m, ord) ORDER BY i.id, i.ord DESC),
         upserted AS (
-            INSERT INTO \(table)(id, version, embedding, metadata) SELECT DISTINCT ON (id) id, pos, v, m FROM input ORDER BY id, ord DESC
-            ON CONFLICT (id) DO UPDATE SET version = excluded.version, embedding = excluded.embedding, metadata = excluded.metadata)
-        SELECT max(pos) FROM input
+            INSERT INTO \(table)(id, version, embedding, metadata) SELECT id, \(engine.nextPosition), v, m FROM input ORDER BY id
+            ON CONFLICT (id) DO UPDATE SET version = \(engine.nextPosition), embedding = excluded.embedding, metadata = excluded.metadata
+            RETURNING id, version),
+        events AS (INSERT INTO \(engine.outbox)(position, dataset, key, op) SELECT version, \(q.bind(spec.name)), id, 'put' FROM upserted)
+        SELECT max(version) FROM upserted
         """
         return try await engine.write(singleStatement: true) { c in
             engine.token(try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0)
@@ -364,14 +367,14 @@ struct PostgresGraphStore: GraphStore {
         var statements: [PGQuery] = []
         for e in edges {
             var q = PGQuery()
-            let ev = engine.appendOutboxSQL(&q, dataset: spec.name, key: "\(e.from)\u{1F}\(e.to)\u{1F}\(e.label)", op: "put")
             let props = e.properties.map { q.bindJSON($0) } ?? q.bindNull()
             q.sql = """
-            WITH ev AS (\(ev))
-            INSERT INTO \(t)(src, dst, label, weight, props, version)
-            SELECT \(q.bind(e.from)), \(q.bind(e.to)), \(q.bind(e.label)), \(q.bind(e.weight)), \(props)::jsonb, position FROM ev
-            ON CONFLICT (src, dst, label) DO UPDATE SET weight = excluded.weight, props = excluded.props, version = excluded.version
-            RETURNING version
+            WITH up AS (
+                INSERT INTO \(t)(src, dst, label, weight, props, version)
+                VALUES (\(q.bind(e.from)), \(q.bind(e.to)), \(q.bind(e.label)), \(q.bind(e.weight)), \(props)::jsonb, \(engine.nextPosition))
+                ON CONFLICT (src, dst, label) DO UPDATE SET weight = excluded.weight, props = excluded.props, version = \(engine.nextPosition)
+                RETURNING version)
+            INSERT INTO \(engine.outbox)(position, dataset, key, op) SELECT version, \(q.bind(spec.name)), \(q.bind("\(e.from)\u{1F}\(e.to)\u{1F}\(e.label)")), 'put' FROM up RETURNING position
             """
             statements.append(q)
         }

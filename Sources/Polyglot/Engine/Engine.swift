@@ -124,3 +124,8 @@ public struct EngineRegistry: Sendable {
         return try await factory.open(spec, context: context)
     }
 }
+
+/// An engine whose outbox can be read in commit order (see ``ChangeFeed``).
+public protocol ChangeFeedEngine: Engine {
+    func changeFeed() -> any ChangeFeed
+}

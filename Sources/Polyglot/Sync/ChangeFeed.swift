@@ -1,0 +1,42 @@
+import Foundation
+
+/// One change event from an engine's outbox: what a write did, in the same transaction as the write.
+public struct ChangeEvent: Sendable, Hashable {
+    /// The event's position in the outbox: the write's token and the version of what it wrote.
+    public var position: Int64
+    public var dataset: String
+    public var key: String
+    /// `put`, `delete` or `append`.
+    public var operation: String
+    /// The written value where the engine keeps it (documents and table rows), as JSON.
+    public var payload: Data?
+
+    public init(position: Int64, dataset: String, key: String, operation: String, payload: Data?) {
+        self.position = position; self.dataset = dataset; self.key = key; self.operation = operation; self.payload = payload
+    }
+}
+
+/// Where a reader of a change feed is. Opaque to callers: store it as a checkpoint and pass it back.
+public struct ChangeCursor: Sendable, Hashable, Codable {
+    /// The engine-specific state (for PostgreSQL: the snapshots that bound the current batch).
+    public var state: String
+    public init(state: String = "") { self.state = state }
+    /// Before the first event.
+    public static let start = ChangeCursor()
+}
+
+/// Reads an engine's outbox in commit order, never skipping an event and never returning one twice for a
+/// cursor. This is what the relay consumes.
+///
+/// ```swift
+/// var cursor = ChangeCursor.start
+/// while true {
+///     let batch = try await feed.changes(after: cursor, limit: 500)
+///     for event in batch.events { try await apply(event) }
+///     cursor = batch.next          // persist as the projection's checkpoint
+/// }
+/// ```
+public protocol ChangeFeed: Sendable {
+    /// Committed events after `cursor`, at most `limit`, and the cursor to continue from.
+    func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor)
+}

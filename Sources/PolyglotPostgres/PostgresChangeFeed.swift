@@ -1,0 +1,64 @@
+import Foundation
+import Polyglot
+import PostgresNIO
+
+/// Reads `_polyglot_outbox` in commit order although positions come from a sequence.
+///
+/// A sequence hands out positions when a write runs, not when it commits: a transaction can hold position 5
+/// open while position 6 commits. A reader that remembered "up to 6" would skip 5 forever. So the cursor is a
+/// pair of snapshots instead (the way PgQ does it): a batch is every event whose writer is visible in the newer
+/// snapshot and was not in the older one. Each committed transaction becomes visible in exactly one such window,
+/// so no event is skipped and none is read twice; inside a window events come in position order, which for one
+/// key is its commit order (a second write to a key waits for the first one's row lock).
+struct PostgresChangeFeed: ChangeFeed {
+    let engine: PostgresEngine
+
+    struct State {
+        var previous: String   // the snapshot every returned event was invisible in ("" = none yet)
+        var target: String     // the snapshot the current window reads up to ("" = take a new one)
+        var last: Int64        // the last position returned from the current window
+
+        init(_ text: String) {
+            let parts = text.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            previous = parts.count > 0 ? parts[0] : ""
+            target = parts.count > 1 ? parts[1] : ""
+            last = parts.count > 2 ? Int64(parts[2]) ?? 0 : 0
+        }
+        var text: String { "\(previous)|\(target)|\(last)" }
+    }
+
+    func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor) {
+        var state = State(cursor.state)
+        return try await engine.read { c in
+            if state.target.isEmpty {
+                let q = PGQuery("SELECT pg_current_snapshot()::text")
+                state.target = try await engine.fetch(c, q) { try $0.decode(String.self) }.first ?? ""
+                state.last = 0
+            }
+            var q = PGQuery()
+            let target = q.bind(state.target)
+            var conditions = ["pg_visible_in_snapshot(xid, \(target)::pg_snapshot)", "position > \(q.bind(state.last))"]
+            if !state.previous.isEmpty {
+                let previous = q.bind(state.previous)
+                conditions.append("xid >= pg_snapshot_xmin(\(previous)::pg_snapshot)")
+                conditions.append("NOT pg_visible_in_snapshot(xid, \(previous)::pg_snapshot)")
+            }
+            q.sql = "SELECT position, dataset, key, op, payload::text FROM \(engine.outbox) WHERE \(conditions.joined(separator: " AND ")) ORDER BY position LIMIT \(q.bind(limit))"
+            let events = try await engine.fetch(c, q) { row in
+                let (p, d, k, op, payload) = try row.decode((Int64, String, String, String, String?).self)
+                return ChangeEvent(position: p, dataset: d, key: k, operation: op, payload: payload.map { Data($0.utf8) })
+            }
+            if events.count < limit {
+                // The window is read to its end: the next batch starts where this snapshot left off.
+                state = State("\(state.target)||0")
+            } else {
+                state.last = events.last?.position ?? state.last
+            }
+            return (events, ChangeCursor(state: state.text))
+        }
+    }
+}
+
+extension PostgresEngine: ChangeFeedEngine {
+    public func changeFeed() -> any ChangeFeed { PostgresChangeFeed(engine: self) }
+}
