@@ -300,3 +300,31 @@ struct Product: Codable, Sendable, Equatable {
         try await db.close()
     }
 }
+
+@Suite struct SQLiteChangeFeedTests {
+    @Test func theFeedReturnsEveryWriteOnceInCommitOrder() async throws {
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: ":memory:")],
+                          datasets: [DatasetSpec(name: "docs", model: .documents, engine: "primary"), DatasetSpec(name: "kv", model: .keyValue, engine: "primary")])
+        let db = try await Polyglot(map: map, registry: .embedded)
+        let feed = try #require(try db.engine("primary") as? SQLiteEngine).changeFeed()
+        let d = try db.documents("docs")
+        var tokens: [ConsistencyToken] = []
+        for i in 0..<10 { tokens.append(try await d.put("d\(i % 3)", ["i": .number(Double(i))])) }
+        try await db.keyValue("kv").set("k", "v")
+        _ = try await d.delete("d0")
+        var cursor = ChangeCursor.start
+        var seen: [ChangeEvent] = []
+        while true {
+            let batch = try await feed.changes(after: cursor, limit: 4)
+            if batch.events.isEmpty { break }
+            seen += batch.events
+            cursor = batch.next
+        }
+        #expect(seen.count == 12)
+        #expect(seen.map(\.position) == seen.map(\.position).sorted())
+        #expect(Array(seen.prefix(10).map(\.position)) == tokens.map(\.position))
+        #expect(seen.last?.operation == "delete" && seen.last?.key == "d0")
+        #expect(try JSON(parsing: seen[0].payload ?? Data())["i"] == 0)
+        try await db.close()
+    }
+}

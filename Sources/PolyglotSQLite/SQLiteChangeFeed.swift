@@ -1,0 +1,23 @@
+import Foundation
+import Polyglot
+
+/// Reads `_polyglot_outbox` in commit order. SQLite has one writer, and positions are assigned under it
+/// (`AUTOINCREMENT`), so position order is commit order and the cursor is the last position read.
+struct SQLiteChangeFeed: ChangeFeed {
+    let engine: SQLiteEngine
+
+    func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor) {
+        let last = Int64(cursor.state) ?? 0
+        let events = try engine.read { c in
+            try c.query("SELECT position, dataset, key, op, payload FROM _polyglot_outbox WHERE position > ? ORDER BY position LIMIT ?",
+                        [.integer(last), .integer(Int64(limit))]).map { r in
+                ChangeEvent(position: r[0].int ?? 0, dataset: r[1].string ?? "", key: r[2].string ?? "", operation: r[3].string ?? "", payload: r[4].data)
+            }
+        }
+        return (events, ChangeCursor(state: String(events.last?.position ?? last)))
+    }
+}
+
+extension SQLiteEngine: ChangeFeedEngine {
+    public func changeFeed() -> any ChangeFeed { SQLiteChangeFeed(engine: self) }
+}
