@@ -115,6 +115,39 @@ let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", field
     }
 }
 
+/// TLS tests use pgfault too, so they run in the serialized fault suite, never while it is restarting.
+extension PostgresFaults {
+    @Test func tlsRequireEncryptsTheConnection() async throws {
+        // pgfault serves TLS with a throwaway self-signed certificate, so verification is off here.
+        let db = try await openPostgres(PGServers.url("POLYGLOT_TEST_PGFAULT_URL"), datasets: [docs], options: ["tls": "require", "tlsVerify": "none"])
+        let rows = try await db.sql(on: "subject", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        #expect(rows.first?["ssl"] == true, "the connection is not encrypted: \(rows)")
+        try await db.documents("docs").put("a", ["name": "x"])
+        #expect(try await db.documents("docs").get("a") != nil)
+        try await db.close()
+    }
+
+    @Test func tlsWithFullVerificationRefusesAnUntrustedCertificate() async throws {
+        do {
+            let db = try await openPostgres(PGServers.url("POLYGLOT_TEST_PGFAULT_URL"), datasets: [], options: ["tls": "require", "connectTimeout": "3s"])
+            try await db.close()
+            Issue.record("connected although the server's certificate is self-signed and verification is on")
+        } catch let e as PolyglotError {
+            #expect(e.code == .engineUnavailable, "\(e)")
+        }
+    }
+
+    @Test func tlsRequireFailsAgainstAServerWithoutTLS() async throws {
+        do {
+            let db = try await openPostgres(PGServers.pg18, datasets: [], options: ["tls": "require", "tlsVerify": "none", "connectTimeout": "3s"])
+            try await db.close()
+            Issue.record("tls: require connected to a server without TLS")
+        } catch let e as PolyglotError {
+            #expect(e.code == .engineUnavailable, "\(e)")
+        }
+    }
+}
+
 @Suite(.serialized) struct PostgresFaults {
     @Test func twoProcessesStartingTogetherMigrateOnce() async throws {
         let engine = PGServers.engine(PGServers.pg18)

