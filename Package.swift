@@ -97,6 +97,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "PostgresBenchmarks",
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotPostgres", .product(name: "PostgresNIO", package: "postgres-nio"),
+                           .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/PostgresBenchmarks",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "VectorBenchmarks",
             dependencies: ["Polyglot", "PolyglotVectorIndex"],
             path: "Benchmarks/VectorBenchmarks",
