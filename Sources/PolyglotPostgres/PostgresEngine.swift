@@ -266,8 +266,17 @@ public final class PostgresEngine: Engine, EngineFactory {
         try await PostgresSchema(engine: self).migrate(datasets, vector: needsVector)
     }
 
+    /// Checks the primary and every replica.
     public func ping() async throws {
-        try await read { c in try await self.exec(c, "SELECT 1") }
+        try checkOpen()
+        for (i, client) in ([primary] + replicas).enumerated() {
+            do {
+                try await client.withConnection { c in try await self.exec(c, "SELECT 1") }
+            } catch {
+                let which = i == 0 ? "the primary" : "replica \(i)"
+                throw PostgresEngine.translate(error, engine: spec.name, during: "a health check of \(which)")
+            }
+        }
     }
 
     /// How long outbox events are kept (option `outboxRetention`, default 24h), until the relay consumes them.
