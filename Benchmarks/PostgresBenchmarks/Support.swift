@@ -11,7 +11,7 @@ struct BenchOptions: Sendable {
     var rounds = 5
     var vectors = 100_000
     var queries = 200
-    var efs = [40, 100, 200]
+    var efs = [40, 100, 400]
     var poolSize = 20
 
     init(_ args: [String]) throws {
@@ -50,7 +50,7 @@ struct BenchOptions: Sendable {
                 efs = text.split(separator: ",").compactMap { Int($0) }
                 if efs.isEmpty || efs.contains(where: { $0 < 1 }) { throw BenchError("--ef '\(text)' is not a comma-separated list of positive numbers") }
             case "--help", "-h":
-                print("usage: PostgresBenchmarks [--url URL] [--quick] [--only get|bulk|vectors[,...]] [--docs N] [--bulk N] [--batch N] [--seconds S] [--rounds R] [--vectors N] [--queries Q] [--ef 40,100,200] [--pool N]")
+                print("usage: PostgresBenchmarks [--url URL] [--quick] [--only get|bulk|vectors[,...]] [--docs N] [--bulk N] [--batch N] [--seconds S] [--rounds R] [--vectors N] [--queries Q] [--ef 40,100,400] [--pool N]")
                 exit(0)
             default: throw BenchError("unknown argument \(a); use --help")
             }
