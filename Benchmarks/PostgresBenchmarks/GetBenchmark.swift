@@ -26,6 +26,19 @@ func rawGet(_ client: PostgresClient, _ id: String) async throws {
     if !found { throw BenchError("raw: document \(id) not found") }
 }
 
+/// A diagnostic third side: the same SQL as an unnamed (parsed and planned per call) statement, as the engine sends it.
+@inline(never)
+func rawUnpreparedGet(_ client: PostgresClient, _ id: String) async throws {
+    var binds = PostgresBindings()
+    binds.append(id)
+    var found = false
+    for try await (version, body) in try await client.query(PostgresQuery(unsafeSQL: GetDocument.sql, binds: binds)).decode((Int64, ByteBuffer).self) {
+        let doc = Document(id: id, version: version, data: Data(body.readableBytesView.dropFirst()))
+        found = !doc.data.isEmpty
+    }
+    if !found { throw BenchError("raw unprepared: document \(id) not found") }
+}
+
 @inline(never)
 func polyglotGet(_ docs: DocumentCollection, _ id: String) async throws {
     guard try await docs.get(id) != nil else { throw BenchError("polyglot: document \(id) not found") }
@@ -62,26 +75,25 @@ func getBenchmark(_ o: BenchOptions, _ docs: DocumentCollection, _ raw: Postgres
     }
     _ = try await raw.query("ANALYZE \(unescaped: benchSchema).docs")
     print("\n== get by id: Polyglot db.documents(\"docs\").get(id) vs raw postgres-nio prepared statement (PostgresClient.execute)")
-    print("   \(o.docs) documents, \(o.rounds) rounds x \(fmt(o.seconds, 1)) s per side, sides alternate which goes first; median of rounds")
-    print("   tasks   raw ops/s   polyglot ops/s   ratio   per-round ratios           (target >= 0.9)")
+    print("   \(o.docs) documents, \(o.rounds) rounds x \(fmt(o.seconds, 1)) s per side, the sides rotate which goes first; medians of rounds")
+    print("   diagnostic third side: raw postgres-nio with the same SQL unprepared (client.query, an unnamed statement, as the engine sends it)")
+    print("   tasks   raw prepared   polyglot   ratio   per-round ratios              raw unprepared   polyglot/unprepared   (target ratio >= 0.9)")
+    typealias Side = @Sendable (String) async throws -> Void
+    let sides: [Side] = [{ id in try await rawGet(raw, id) }, { id in try await polyglotGet(docs, id) }, { id in try await rawUnpreparedGet(raw, id) }]
     for tasks in [1, 16] {
-        // Warm both sides: connections open, statement prepared, caches hot.
-        _ = try await throughput(tasks: tasks, seconds: 0.5, keys: o.docs) { id in try await rawGet(raw, id) }
-        _ = try await throughput(tasks: tasks, seconds: 0.5, keys: o.docs) { id in try await polyglotGet(docs, id) }
-        var ratios: [Double] = [], raws: [Double] = [], polys: [Double] = []
+        // Warm every side: connections open, statement prepared, caches hot.
+        for side in sides { _ = try await throughput(tasks: tasks, seconds: 0.5, keys: o.docs, side) }
+        var rates: [[Double]] = [[], [], []]
         for round in 0..<o.rounds {
-            var r = 0.0, p = 0.0
-            if round % 2 == 0 {
-                r = try await throughput(tasks: tasks, seconds: o.seconds, keys: o.docs) { id in try await rawGet(raw, id) }
-                p = try await throughput(tasks: tasks, seconds: o.seconds, keys: o.docs) { id in try await polyglotGet(docs, id) }
-            } else {
-                p = try await throughput(tasks: tasks, seconds: o.seconds, keys: o.docs) { id in try await polyglotGet(docs, id) }
-                r = try await throughput(tasks: tasks, seconds: o.seconds, keys: o.docs) { id in try await rawGet(raw, id) }
+            for j in 0..<sides.count {
+                let s = (round + j) % sides.count
+                rates[s].append(try await throughput(tasks: tasks, seconds: o.seconds, keys: o.docs, sides[s]))
             }
-            raws.append(r); polys.append(p); ratios.append(p / r)
         }
+        let ratios = zip(rates[1], rates[0]).map { $0 / $1 }
         let ratio = median(ratios)
-        print("   \(lpad(String(tasks), 5))   \(lpad(fmt(median(raws)), 9))   \(lpad(fmt(median(polys)), 14))   \(fmt(ratio, 3))   \(pad(ratios.map { fmt($0, 2) }.joined(separator: " "), 26)) \(ratio >= 0.9 ? "met" : "NOT met")")
+        let vsUnprepared = median(zip(rates[1], rates[2]).map { $0 / $1 })
+        print("   \(lpad(String(tasks), 5))   \(lpad(fmt(median(rates[0])), 12))   \(lpad(fmt(median(rates[1])), 8))   \(fmt(ratio, 3))   \(pad(ratios.map { fmt($0, 2) }.joined(separator: " "), 29)) \(lpad(fmt(median(rates[2])), 14))   \(lpad(fmt(vsUnprepared, 3), 19))   \(ratio >= 0.9 ? "met" : "NOT met")")
     }
 }
 

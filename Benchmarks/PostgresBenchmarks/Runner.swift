@@ -38,7 +38,7 @@ func runBenchmarks(_ o: BenchOptions) async throws {
     let db = try await Polyglot(map: DataMap(engines: [engine], datasets: datasets), registry: registry, logger: logger)
     do {
         let docs = try db.documents("docs")
-        if o.runs("bulk") { try await bulkBenchmark(o, docs) }
+        if o.runs("bulk") { try await bulkBenchmark(o, docs, raw) }
         if o.runs("get") { try await getBenchmark(o, docs, raw) }
         if o.runs("vectors") { try await vectorBenchmark(o, db, raw, registry: registry, logger: logger) }
         print("\nload average at end \(loadAverage())")

@@ -18,6 +18,6 @@ do {
     let options = try BenchOptions(CommandLine.arguments)
     try await runBenchmarks(options)
 } catch {
-    FileHandle.standardError.write(Data("PostgresBenchmarks: \(error)\n".utf8))
+    FileHandle.standardError.write(Data("PostgresBenchmarks: \(String(reflecting: error))\n".utf8))
     exit(1)
 }
