@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "PolyglotVectorIndex", targets: ["PolyglotVectorIndex"]),
         .library(name: "PolyglotPostgres", targets: ["PolyglotPostgres"]),
         .library(name: "PolyglotRedis", targets: ["PolyglotRedis"]),
+        .library(name: "PolyglotMemcached", targets: ["PolyglotMemcached"]),
         .executable(name: "polyglot", targets: ["polyglot"]),
     ],
     dependencies: [
@@ -77,6 +78,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "PolyglotMemcached",
+            dependencies: [
+                "Polyglot",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "PolyglotTesting",
             dependencies: ["Polyglot"],
             swiftSettings: strict
@@ -101,6 +112,12 @@ let package = Package(
             dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotPostgres", .product(name: "PostgresNIO", package: "postgres-nio"),
                            .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/PostgresBenchmarks",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "RedisBenchmarks",
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotRedis", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/RedisBenchmarks",
             swiftSettings: strict
         ),
         .executableTarget(
@@ -132,6 +149,11 @@ let package = Package(
         .testTarget(
             name: "PolyglotRedisTests",
             dependencies: ["Polyglot", "PolyglotRedis", "PolyglotTesting", "PolyglotSQLite"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PolyglotMemcachedTests",
+            dependencies: ["Polyglot", "PolyglotMemcached", "PolyglotTesting", "PolyglotSQLite"],
             swiftSettings: strict
         ),
     ]

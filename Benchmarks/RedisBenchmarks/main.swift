@@ -1,0 +1,1 @@
+// Redis benchmarks against redis-benchmark (issue 5): filled in with the client.

@@ -1,0 +1,1 @@
+// memcached engine tests.
