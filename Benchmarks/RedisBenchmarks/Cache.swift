@@ -1,0 +1,1 @@
+func runCacheBenchmarks(arguments: [String]) async throws {}
