@@ -205,9 +205,17 @@ final class ReadThroughCache: Sendable {
             let backend = self.backend, ttl = self.ttl, jitter = self.jitter
             let t = Task<Document?, any Error> {
                 let started = ContinuousClock.now
-                let doc = try await load()
+                let doc: Document?
+                do {
+                    doc = try await load()
+                } catch {
+                    await backend.loadAbandoned(k)
+                    throw error
+                }
                 if let doc {
                     _ = try? await backend.fill(k, CachedEntry(version: doc.version, data: doc.data), ttl: ttl, jitter: jitter, loadStartedAt: started)
+                } else {
+                    await backend.loadAbandoned(k)
                 }
                 return doc
             }

@@ -15,6 +15,9 @@ public protocol CacheBackend: Sendable {
     /// An in-process backend answers here without suspending, which keeps a cache hit under a microsecond;
     /// a remote one returns `.notLocal` (the default) and is asked through ``lookup(_:)``.
     func localLookup(_ key: String) -> LocalLookup
+    /// Called when a load that followed a miss of `key` found nothing or failed, so no ``fill(_:_:ttl:jitter:loadStartedAt:)``
+    /// follows. A backend that coordinates loads across processes releases its claim here; the default does nothing.
+    func loadAbandoned(_ key: String) async
 }
 
 /// The answer of ``CacheBackend/localLookup(_:)``.
@@ -26,6 +29,7 @@ public enum LocalLookup: Sendable {
 
 extension CacheBackend {
     public func localLookup(_ key: String) -> LocalLookup { .notLocal }
+    public func loadAbandoned(_ key: String) async {}
 }
 
 /// The in-process engine (`kind: memory`): an LRU bounded by entries and bytes, with TTLs.

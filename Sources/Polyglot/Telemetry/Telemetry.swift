@@ -48,6 +48,12 @@ public struct CacheStats: Sendable, Hashable, Codable {
     public var invalidations: UInt64 = 0
     public var entries: Int = 0
     public var bytes: Int = 0
+    /// A remote cache that cannot be reached: reads go to the source of truth until it is back.
+    public var degraded: Bool = false
+    /// Invalidations a degraded cache could not deliver yet; it delivers them before it serves hits again.
+    public var pendingInvalidations: Int = 0
+    /// Source latency the hits avoided: for each hit, the recent mean load time minus the hit's own time.
+    public var latencySavedNanoseconds: UInt64 = 0
     public init() {}
     /// Hits over lookups, 0...1; `nil` before the first lookup.
     public var hitRate: Double? { hits + misses == 0 ? nil : Double(hits) / Double(hits + misses) }
