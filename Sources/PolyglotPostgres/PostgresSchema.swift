@@ -14,6 +14,9 @@ struct PostgresSchema {
 
     func migrate(_ datasets: [DatasetSpec], vector: Bool) async throws {
         try await engine.write { c in
+            // Migrations may wait for another process's migration and build indexes over existing rows: the
+            // engine's statementTimeout is for application statements, not for this transaction.
+            try await engine.exec(c, "SET LOCAL statement_timeout = 0")
             var lock = PGQuery()
             // One lock for the whole server: CREATE EXTENSION and CREATE SCHEMA race across schemas too.
             lock.sql = "SELECT pg_advisory_xact_lock(hashtext(\(lock.bind("polyglot schema migration"))))"

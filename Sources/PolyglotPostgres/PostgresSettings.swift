@@ -100,12 +100,15 @@ extension PostgresEngine {
         error is PSQLError || error is PostgresDecodingError ? translate(error, engine: engine, during: what) : error
     }
 
+    /// "a write" → "A write", to start a message.
+    private static func sentence(_ what: String) -> String { what.prefix(1).uppercased() + what.dropFirst() }
+
     /// Maps a driver or server error to a ``PolyglotError`` whose message says what happened and what to do.
     /// Connection loss, server shutdown, serialization failures and deadlocks are marked retryable.
     static func translate(_ error: any Error, engine: String, during what: String) -> PolyglotError {
         if let e = error as? PolyglotError { return e }
         if error is CancellationError {
-            return PolyglotError(.engineUnavailable, "The \(what) on '\(engine)' was cancelled.", fix: "Retry the operation.", retryable: true)
+            return PolyglotError(.engineUnavailable, "\(sentence(what)) on '\(engine)' was cancelled.", fix: "Retry the operation.", retryable: true)
         }
         guard let p = error as? PSQLError else {
             return PolyglotError(.engineFailure, "Engine '\(engine)' failed during \(what): \(error).", fix: "Check the server's log.")
@@ -119,7 +122,7 @@ extension PostgresEngine {
             return PolyglotError(.engineUnavailable, "Engine '\(engine)' lost or could not open its connection during \(what) (\(p.code)\(why)).",
                                  fix: "Check that PostgreSQL is running and reachable; the operation can be retried once it is.", retryable: true)
         case .queryCancelled:
-            return PolyglotError(.engineFailure, "The \(what) on '\(engine)' was cancelled.", fix: "Retry it, or raise statementTimeout if it ran out of time.", retryable: true)
+            return PolyglotError(.engineFailure, "\(sentence(what)) on '\(engine)' was cancelled.", fix: "Retry it, or raise statementTimeout if it ran out of time.", retryable: true)
         case .server:
             break
         default:
@@ -133,7 +136,7 @@ extension PostgresEngine {
             return PolyglotError(.engineUnavailable, "PostgreSQL '\(engine)' is unavailable (\(state)): \(message).",
                                  fix: "Wait for the server to come back (or raise max_connections); the operation can be retried.", retryable: true)
         case "57014":
-            return PolyglotError(.engineFailure, "The \(what) on '\(engine)' was cancelled: \(message).",
+            return PolyglotError(.engineFailure, "\(sentence(what)) on '\(engine)' was cancelled: \(message).",
                                  fix: "Raise the engine's statementTimeout, or add an index so the statement runs faster.", retryable: true)
         case "23505":
             return PolyglotError(.conflict, "A \(what) on '\(engine)' violates a unique constraint: \(message)\(detail).", fix: "Use a different key, or update the existing row.")
