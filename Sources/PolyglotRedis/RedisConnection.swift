@@ -1,0 +1,285 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// One connection to a Redis server. Concurrent commands from any number of tasks are pipelined automatically:
+/// they are written together and their replies matched in order.
+///
+/// Most code uses ``RedisClient`` (a pool of these, with reconnects). A dedicated connection is for commands that
+/// hold connection state: `WATCH`/`MULTI`, blocking pops, `CLIENT` settings.
+///
+/// ```swift
+/// try await client.withDedicatedConnection { conn in
+///     _ = try await conn.send(RedisCommand("WATCH", "balance"))
+///     ...
+/// }
+/// ```
+public final class RedisConnection: Sendable, RedisCommandRunner {
+    struct Outbox: ~Copyable {
+        var buffers: [ByteBuffer] = []
+        var replies: [RedisPendingReply] = []
+        var flushScheduled = false
+    }
+
+    let channel: any Channel
+    let handler: NIOLoopBound<RedisConnectionHandler>
+    let outbox = Mutex(Outbox())
+    public let address: String
+    let maxValueBytes: Int
+    /// Commands smaller than this are copied into one buffer per flush; larger ones are written as they are.
+    static let coalesceLimit = 16 * 1024
+
+    init(channel: any Channel, handler: NIOLoopBound<RedisConnectionHandler>, address: String, maxValueBytes: Int) {
+        self.channel = channel
+        self.handler = handler
+        self.address = address
+        self.maxValueBytes = maxValueBytes
+    }
+
+    /// Whether the connection is still open (a closed one fails every command; the pool replaces it).
+    public var isOpen: Bool { channel.isActive }
+
+    /// Opens a connection and runs the handshake (`HELLO 3`, `AUTH`, `SELECT`, `CLIENT SETNAME` as configured).
+    public static func connect(configuration: RedisConfiguration) async throws(RedisError) -> RedisConnection {
+        let ssl = try makeSSLContext(configuration)
+        return try await connect(configuration: configuration, sslContext: ssl)
+    }
+
+    static func connect(configuration: RedisConfiguration, sslContext: NIOSSLContext?,
+                        eventLoop: (any EventLoop)? = nil) async throws(RedisError) -> RedisConnection {
+        let address = configuration.address
+        let timeout = configuration.commandTimeout
+        let loop = eventLoop ?? configuration.eventLoopGroup.next()
+        let serverName = configuration.tls?.serverName ?? (isIPAddress(configuration.host) ? nil : configuration.host)
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(configuration.connectTimeout.timeAmount)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(RedisConnectionHandler(address: address, commandTimeout: timeout))
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
+        } catch {
+            let timedOut = "\(error)".contains("connectTimeout") || "\(error)".lowercased().contains("timeout")
+            throw RedisError(.connectFailed,
+                             timedOut ? "Could not connect to Redis at \(address) within \(configuration.connectTimeout)."
+                                      : "Could not connect to Redis at \(address): \(error).",
+                             fix: "Check that redis-server runs there (redis-cli -h \(configuration.host) -p \(configuration.port) ping) and the address is right.",
+                             retryable: true)
+        }
+        let handler: NIOLoopBound<RedisConnectionHandler>
+        do {
+            handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisConnectionHandler.self), eventLoop: channel.eventLoop)
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            throw RedisError.closed(address, while: "during set-up")
+        }
+        let connection = RedisConnection(channel: channel, handler: handler, address: address, maxValueBytes: configuration.maxValueBytes)
+        do {
+            try await connection.handshake(configuration)
+        } catch {
+            connection.closeNow()
+            throw error
+        }
+        return connection
+    }
+
+    static func makeSSLContext(_ configuration: RedisConfiguration) throws(RedisError) -> NIOSSLContext? {
+        guard let tls = configuration.tls else { return nil }
+        do { return try NIOSSLContext(configuration: tls.configuration) } catch {
+            throw RedisError(.tls, "TLS for Redis at \(configuration.address) could not be set up: \(error).",
+                             fix: "Check the CA file path and that it holds PEM certificates.")
+        }
+    }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+
+    private func handshake(_ c: RedisConfiguration) async throws(RedisError) {
+        var commands: [RedisCommand] = []
+        var names: [String] = []
+        if c.protocolVersion == .resp3 {
+            var args: [any RedisArgument] = ["3"]
+            if let password = c.password { args += ["AUTH", c.username ?? "default", password] }
+            if let name = c.clientName { args += ["SETNAME", name] }
+            commands.append(RedisCommand("HELLO", arguments: args))
+            names.append("HELLO 3")
+        } else {
+            if let password = c.password {
+                commands.append(c.username.map { RedisCommand("AUTH", $0, password) } ?? RedisCommand("AUTH", password))
+                names.append("AUTH")
+            }
+            if let name = c.clientName {
+                commands.append(RedisCommand("CLIENT", "SETNAME", name))
+                names.append("CLIENT SETNAME")
+            }
+        }
+        if c.database != 0 {
+            commands.append(RedisCommand("SELECT", c.database))
+            names.append("SELECT \(c.database)")
+        }
+        if commands.isEmpty && c.tls != nil {
+            // Surface TLS handshake failures at connect time.
+            commands.append(RedisCommand("PING"))
+            names.append("PING")
+        }
+        guard !commands.isEmpty else { return }
+        let replies: [RESPValue]
+        do {
+            replies = try await pipeline(commands)
+        } catch where error.kind == .connectionClosed && c.tls != nil {
+            throw RedisError(.tls, "TLS with Redis at \(address) failed during the handshake: \(error.message)",
+                             fix: "Check that the port serves TLS and that RedisConfiguration.tls trusts its certificate.")
+        }
+        for (reply, name) in zip(replies, names) {
+            guard let e = reply.serverError else { continue }
+            switch e.code {
+            case "WRONGPASS", "NOAUTH", "NOPERM":
+                throw RedisError(.authenticationFailed, "Redis at \(address) refused \(name.hasPrefix("HELLO") ? "HELLO ... AUTH" : name): \(e.message)",
+                                 fix: "Check the user and password in the URL (redis://user:password@host:port); the user must exist and be enabled (ACL LIST).",
+                                 serverError: e)
+            case "NOPROTO":
+                throw RedisError(.invalidConfiguration, "Redis at \(address) does not speak RESP3 (\(e.message)).",
+                                 fix: "Use protocolVersion .resp2 (Redis 6 or later is needed for RESP3).", serverError: e)
+            default:
+                if name.hasPrefix("AUTH") || name.hasPrefix("HELLO"), e.message.contains("AUTH") || e.message.contains("password") {
+                    throw RedisError(.authenticationFailed, "Redis at \(address) refused \(name): \(e.message)",
+                                     fix: "Check the password, or drop it from the URL if the server has none.", serverError: e)
+                }
+                throw RedisError.server(e, command: name)
+            }
+        }
+    }
+
+    // MARK: Sending
+
+    private func checkSize(_ command: RedisCommand) throws(RedisError) {
+        if command.largestArgument > maxValueBytes {
+            throw RedisError(.valueTooLarge,
+                             "\(command.name): an argument of \(command.largestArgument) bytes is over the limit of \(maxValueBytes) bytes; nothing was sent.",
+                             fix: "Store smaller values (split them), or raise RedisConfiguration.maxValueBytes.")
+        }
+        if command.name.isEmpty {
+            throw RedisError(.invalidArgument, "An empty Redis command; nothing was sent.", fix: "Give the command name first, e.g. [\"GET\", key].")
+        }
+    }
+
+    /// Sends a command and returns its reply; an error reply is thrown as ``RedisError`` (``RedisError/Kind/server``).
+    public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
+        let value = try await sendRaw(command)
+        if case .error(let e) = value { throw RedisError.server(e, command: command.name) }
+        return value
+    }
+
+    /// Sends a command and returns its reply as it came, error replies included.
+    func sendRaw(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
+        try checkSize(command)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        submit(CollectionOfOne(command.bytes), reply: .single(promise))
+        do {
+            return try await promise.futureResult.get()
+        } catch let e as RedisError {
+            throw e
+        } catch {
+            throw RedisError.closed(address, while: "(\(error))")
+        }
+    }
+
+    /// Sends several commands at once (one write) and returns their replies in order. Error replies stay values
+    /// (``RESPValue/error(_:)``), so one failed command does not hide the others' replies. The commands run
+    /// back to back on this connection; wrap them in `MULTI`/`EXEC` for atomicity.
+    public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        for c in commands { try checkSize(c) }
+        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        submit(commands.lazy.map(\.bytes), reply: .batch(promise, count: commands.count))
+        do {
+            return try await promise.futureResult.get()
+        } catch let e as RedisError {
+            throw e
+        } catch {
+            throw RedisError.closed(address, while: "(\(error))")
+        }
+    }
+
+    private func submit(_ all: some Sequence<ByteBuffer>, reply: RedisPendingReply) {
+        let schedule = outbox.withLock { o -> Bool in
+            for b in all { append(b, to: &o.buffers) }
+            o.replies.append(reply)
+            if o.flushScheduled { return false }
+            o.flushScheduled = true
+            return true
+        }
+        if schedule { channel.eventLoop.execute { self.flush() } }
+    }
+
+    @inline(__always)
+    private func append(_ bytes: ByteBuffer, to buffers: inout [ByteBuffer]) {
+        if bytes.readableBytes < RedisConnection.coalesceLimit, !buffers.isEmpty,
+           buffers[buffers.count - 1].readableBytes < RedisConnection.coalesceLimit * 4 {
+            var b = bytes
+            buffers[buffers.count - 1].writeBuffer(&b)
+        } else if bytes.readableBytes < RedisConnection.coalesceLimit {
+            var fresh = channel.allocator.buffer(capacity: Swift.max(512, bytes.readableBytes * 4))
+            var b = bytes
+            fresh.writeBuffer(&b)
+            buffers.append(fresh)
+        } else {
+            buffers.append(bytes)
+        }
+    }
+
+    /// On the event loop: registers every reply waited for, then writes and flushes the queued bytes.
+    private func flush() {
+        let (buffers, replies) = outbox.withLock { o -> ([ByteBuffer], [RedisPendingReply]) in
+            o.flushScheduled = false
+            let taken = (o.buffers, o.replies)
+            o.buffers = []
+            o.replies = []
+            return taken
+        }
+        guard !replies.isEmpty else { return }
+        let h = handler.value
+        guard h.enqueue(replies, now: .now()) else { return }
+        for b in buffers { channel.write(b, promise: nil) }
+        channel.flush()
+    }
+
+    // MARK: Closing
+
+    /// Closes the connection; commands still pending fail with ``RedisError/Kind/closed``.
+    public func close() async {
+        let loop = channel.eventLoop
+        let handler = self.handler
+        let channel = self.channel
+        try? await loop.submit {
+            handler.value.fail(RedisError.clientClosed)
+        }.get()
+        try? await channel.closeFuture.get()
+    }
+
+    func closeNow() {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.fail(RedisError.clientClosed) }
+    }
+
+    /// Sets the callback for RESP3 push messages and pub/sub messages (on the event loop).
+    func setPushHandler(pubSubMode: Bool, _ body: @escaping @Sendable (RESPValue) -> Void) async {
+        let handler = self.handler
+        try? await channel.eventLoop.submit {
+            handler.value.pubSubMode = pubSubMode
+            handler.value.onPush = body
+        }.get()
+    }
+}
