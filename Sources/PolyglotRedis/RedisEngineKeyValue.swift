@@ -1,0 +1,132 @@
+import Foundation
+import NIOCore
+import Polyglot
+
+/// A keyValue dataset on Redis: one Redis string per key, under `<keyPrefix>kv:<dataset>:`.
+///
+/// - `set` is `SET ... PX`, `delete` is `DEL`.
+/// - `increment` is one script around `INCRBY`: atomic, keeps the key's TTL, and applies `ttl` only to a key it creates.
+/// - `scan` walks `SCAN MATCH <prefix>*` (glob characters in the prefix escaped), then sorts by key bytes and pages
+///   with `after`/`limit`; values and expiries are read in one script per page.
+struct RedisKeyValueStore: KeyValueStore {
+    let link: RedisLink
+    let dataset: String
+    /// `<keyPrefix>kv:<dataset>:`
+    let prefix: String
+    let engineName: String
+
+    func redisKey(_ key: String) -> String { prefix + key }
+
+    func token() -> ConsistencyToken {
+        // Redis keeps no change log; a token from the wall clock in µs orders this process's writes.
+        ConsistencyToken(engine: engineName, position: Int64(Date().timeIntervalSince1970 * 1_000_000))
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        return max(1, ms)
+    }
+
+    func get(_ key: String) async throws -> Data? {
+        let reply = try await link.send("GET", redisKey(key))
+        return reply.data
+    }
+
+    func set(_ key: String, _ value: Data, ttl: Duration?) async throws -> ConsistencyToken {
+        try link.checkValueSize(value.count, what: "the value for '\(key)' of '\(dataset)'")
+        if let ttl {
+            _ = try await link.send("SET", redisKey(key), value, "PX", RedisKeyValueStore.milliseconds(ttl))
+        } else {
+            _ = try await link.send("SET", redisKey(key), value)
+        }
+        return token()
+    }
+
+    func delete(_ key: String) async throws -> Bool {
+        let reply = try await link.send("DEL", redisKey(key))
+        return (reply.int ?? 0) > 0
+    }
+
+    func increment(_ key: String, by delta: Int64, ttl: Duration?) async throws -> Int64 {
+        let k = redisKey(key)
+        let ttlArg = ttl.map { String(RedisKeyValueStore.milliseconds($0)) } ?? ""
+        for _ in 0..<16 {
+            let reply = try await link.eval(link.scripts.increment, keys: [k], arguments: [delta, ttlArg], during: "increment of '\(key)'")
+            guard let parts = reply.array, parts.count == 2 else {
+                throw PolyglotError(.engineFailure, "Engine '\(engineName)' (redis): increment answered \(reply).", fix: "Check the server is Redis 7 or later.")
+            }
+            if parts[0].int == 1, let n = parts[1].int { return n }
+            let message = parts[1].string ?? ""
+            if message.hasPrefix("WRONGTYPE") {
+                throw link.translate(RedisError(.server, "INCRBY failed: \(message)", serverError: RedisServerError(message: message)),
+                                     during: "increment of '\(key)'")
+            }
+            // Redis refused: the value is not an integer it parses, or the sum overflows. The shared counter rule
+            // decides (and names the error); values it accepts but Redis does not ("+5", "007") are set by compare-and-set.
+            let current = try await link.send("GET", k).data
+            let next = try KeyValueCounter.increment(current, by: delta, key: key, dataset: dataset)
+            guard let current else { continue }
+            let swapped = try await link.eval(link.scripts.compareAndSet, keys: [k], arguments: [current, String(next)], during: "increment of '\(key)'")
+            if swapped.int == 1 { return next }
+        }
+        throw PolyglotError(.conflict, "Engine '\(engineName)' (redis): key '\(key)' of '\(dataset)' kept changing during increment.",
+                            fix: "Retry the increment.", retryable: true)
+    }
+
+    /// Escapes the glob characters of `text` for `SCAN MATCH`.
+    static func globEscaped(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for c in text {
+            if c == "*" || c == "?" || c == "[" || c == "]" || c == "\\" { out.append("\\") }
+            out.append(c)
+        }
+        return out
+    }
+
+    func scan(prefix keyPrefix: String, after: String?, limit: Int) async throws -> [KeyValueEntry] {
+        guard limit > 0 else { return [] }
+        let pattern = RedisKeyValueStore.globEscaped(prefix + keyPrefix) + "*"
+        var names: [[UInt8]] = []
+        var cursor = "0"
+        let afterBytes = after.map { Array($0.utf8) }
+        let strip = prefix.utf8.count
+        repeat {
+            let reply = try await link.send("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else {
+                throw PolyglotError(.engineFailure, "Engine '\(engineName)' (redis): SCAN answered \(reply).", fix: "Check the server is Redis 7 or later.")
+            }
+            for k in keys {
+                guard let bytes = k.bytes, bytes.count >= strip else { continue }
+                let name = Array(bytes[strip...])
+                if let afterBytes, !afterBytes.lexicographicallyPrecedes(name) { continue }
+                names.append(name)
+            }
+            cursor = next
+        } while cursor != "0"
+        // SCAN may return a key twice; sort by bytes, drop duplicates.
+        names.sort { $0.lexicographicallyPrecedes($1) }
+        var unique: [[UInt8]] = []
+        unique.reserveCapacity(names.count)
+        for n in names where unique.last != n { unique.append(n) }
+
+        var out: [KeyValueEntry] = []
+        var index = 0
+        while out.count < limit && index < unique.count {
+            let page = unique[index..<min(unique.count, index + (limit - out.count))]
+            index += page.count
+            let keys: [any RedisArgument] = page.map { Array(prefix.utf8) + $0 }
+            let reply = try await link.eval(link.scripts.fetch, keys: keys, arguments: [], during: "scan of '\(dataset)'")
+            let flat = reply.array ?? []
+            var i = 0
+            while i + 2 < flat.count {
+                guard let k = flat[i].bytes, k.count >= strip, let v = flat[i + 1].data else { break }
+                let expiry = flat[i + 2].int ?? -1
+                out.append(KeyValueEntry(key: String(decoding: k[strip...], as: UTF8.self), value: v,
+                                         expiresAt: expiry > 0 ? Date(timeIntervalSince1970: Double(expiry) / 1000) : nil))
+                i += 3
+            }
+        }
+        return out
+    }
+}
