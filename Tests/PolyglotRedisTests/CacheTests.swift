@@ -1,0 +1,150 @@
+import Foundation
+import Polyglot
+import PolyglotRedis
+import PolyglotSQLite
+import PolyglotTesting
+import Testing
+
+/// Two `Polyglot` instances over one SQLite file, caching in one Redis namespace: two application processes.
+struct TwoProcesses {
+    let a: Polyglot
+    let b: Polyglot
+    let folder: URL
+
+    static func open(options: [String: String] = [:]) async throws -> TwoProcesses {
+        let url = try #require(RedisServers.main, Comment(rawValue: TestServers.missing(RedisServers.mainVariable)))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("polyglot-redis-" + UUID().uuidString)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let cache = RedisEngineFixture.engine(url, name: "cache", options: options)
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: folder.appendingPathComponent("db.sqlite").path), cache],
+                          datasets: [DatasetSpec(name: "items", model: .documents, engine: "primary",
+                                                 projections: [.cache(on: "cache", ttl: .seconds(60))])])
+        let a = try await Polyglot(map: map, registry: RedisEngineFixture.registry)
+        let b = try await Polyglot(map: map, registry: RedisEngineFixture.registry)
+        return TwoProcesses(a: a, b: b, folder: folder)
+    }
+
+    func close() async {
+        try? await a.close()
+        try? await b.close()
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Source reads (cache misses that loaded) of `items` in both instances.
+    var sourceLoads: Int {
+        var n = 0
+        for db in [a, b] {
+            if let e = db.telemetry.snapshot().entry(dataset: "items", operation: "get") { n += Int(e.stats.count) }
+        }
+        return n
+    }
+}
+
+@Suite struct RedisCacheTests {
+    @Test func hundredConcurrentMissesFromTwoInstancesLoadTheSourceOnce() async throws {
+        let p = try await TwoProcesses.open()
+        defer { Task { await p.close() } }
+        for round in 0..<3 {
+            let id = "hot\(round)"
+            try await p.a.documents("items").put(id, ["v": .number(Double(round))])
+            let before = p.sourceLoads
+            let results = try await withThrowingTaskGroup(of: JSON?.self) { group in
+                for i in 0..<100 {
+                    let db = i % 2 == 0 ? p.a : p.b
+                    group.addTask { try await db.documents("items").get(id)?.json()["v"] }
+                }
+                var out: [JSON?] = []
+                for try await r in group { out.append(r) }
+                return out
+            }
+            #expect(results.count == 100 && results.allSatisfy { $0 == .number(Double(round)) }, "every reader gets the document")
+            #expect(p.sourceLoads - before == 1, "100 concurrent misses from two instances loaded the source \(p.sourceLoads - before) times")
+        }
+        let sa = p.a.telemetry.snapshot().caches["cache"], sb = p.b.telemetry.snapshot().caches["cache"]
+        #expect((sa?.fills ?? 0) + (sb?.fills ?? 0) == 3)
+        #expect((sa?.hits ?? 0) + (sb?.hits ?? 0) >= 297)
+    }
+
+    @Test func writesInOneInstanceInvalidateTheOther() async throws {
+        let p = try await TwoProcesses.open()
+        defer { Task { await p.close() } }
+        try await p.a.documents("items").put("x", ["v": 1])
+        #expect(try await p.b.documents("items").get("x")?.json()["v"] == 1)
+        #expect(try await p.b.documents("items").get("x")?.json()["v"] == 1)
+        for v in 2...10 {
+            try await p.a.documents("items").put("x", ["v": .number(Double(v))])
+            #expect(try await p.b.documents("items").get("x")?.json()["v"] == .number(Double(v)))
+        }
+        try await p.b.documents("items").delete("x")
+        #expect(try await p.a.documents("items").get("x") == nil)
+        // A missing document: concurrent misses all answer nil and the lock is released (no waiting it out).
+        let misses = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<20 { group.addTask { try await (i % 2 == 0 ? p.a : p.b).documents("items").get("nope") == nil } }
+            var all = true
+            for try await r in group { all = all && r }
+            return all
+        }
+        #expect(misses)
+    }
+
+    @Test func aFillOlderThanAnInvalidationNeverLands() async throws {
+        let p = try await TwoProcesses.open()
+        defer { Task { await p.close() } }
+        let items = try p.a.documents("items")
+        try await items.put("a", ["v": 1])
+        let old = try #require(try await items.get("a"))
+        try await items.put("a", ["v": 2])       // invalidates at version 2; nothing cached yet
+        let backend = try p.a.cacheBackend(for: "items")
+        let key = "doc\u{1F}items\u{1F}a"
+        // A slow reader that loaded version 1 before the write finishes now: refused, in either instance.
+        #expect(try await backend.fill(key, CachedEntry(version: old.version, data: old.data), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) == false)
+        #expect(try await p.b.cacheBackend(for: "items").fill(key, CachedEntry(version: old.version, data: old.data), ttl: .seconds(60), jitter: 0, loadStartedAt: .now) == false)
+        #expect(try await backend.lookup(key) == nil, "the tombstone is not a hit")
+        #expect(try await items.get("a")?.json()["v"] == 2)
+        #expect(try await p.b.documents("items").get("a")?.json()["v"] == 2)
+        // A load that took longer than the tombstone lifetime is refused even with a current version.
+        let current = try #require(try await items.get("a"))
+        try await items.put("a", ["v": 3])
+        let slow = ContinuousClock.now - .seconds(11)
+        #expect(try await backend.fill(key, CachedEntry(version: current.version + 1000, data: current.data), ttl: .seconds(60), jitter: 0, loadStartedAt: slow) == false)
+        #expect(try await items.get("a")?.json()["v"] == 3)
+        // An invalidation older than the cached version does not remove it.
+        let fresh = try #require(try await items.get("a"))
+        try await backend.invalidate(key, version: fresh.version - 1, ttl: .seconds(60))
+        #expect(try await backend.lookup(key)?.version == fresh.version)
+        let stats = try #require(p.a.telemetry.snapshot().caches["cache"])
+        #expect(stats.rejectedFills >= 2)
+    }
+
+    @Test func telemetryCountsHitsMissesAndLatencySaved() async throws {
+        let p = try await TwoProcesses.open()
+        defer { Task { await p.close() } }
+        let items = try p.a.documents("items")
+        for i in 0..<10 { try await items.put("k\(i)", ["v": .number(Double(i))]) }
+        for _ in 0..<3 { for i in 0..<10 { _ = try await items.get("k\(i)") } }
+        let s = try #require(p.a.telemetry.snapshot().caches["cache"])
+        #expect(s.misses == 10 && s.hits == 20 && s.fills == 10, "\(s)")
+        #expect(s.hitRate.map { abs($0 - 2.0 / 3.0) < 0.001 } == true)
+        #expect(!s.degraded && s.pendingInvalidations == 0)
+        #expect(s.invalidations >= 10)
+        let hit = p.a.telemetry.snapshot().entry(dataset: "items", operation: "cache.hit")
+        #expect(hit?.stats.count == 20)
+        // latencySavedNanoseconds is an estimate (mean load time minus each hit's time); it only never decreases.
+        #expect(s.latencySavedNanoseconds >= 0)
+    }
+
+    @Test func cachedValuesRoundTripExactly() async throws {
+        let p = try await TwoProcesses.open()
+        defer { Task { await p.close() } }
+        let items = try p.a.documents("items")
+        let text = "line1\r\nline2\n\u{0}end ✓ — 🙂"
+        for id in ["crlf\r\nid", "uni ✓ 🙂", "star*?[x]"] {
+            try await items.put(id, ["t": .string(text), "e": ""])
+            let first = try await items.get(id)
+            let second = try await p.b.documents("items").get(id)
+            #expect(first?.data == second?.data)
+            #expect(try second?.json()["t"] == .string(text))
+            #expect(try second?.json()["e"] == .string(""))
+        }
+    }
+}
