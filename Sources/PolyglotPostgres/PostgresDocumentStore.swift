@@ -15,7 +15,9 @@ struct PostgresDocumentStore: DocumentStore {
         self.engine = engine
         self.spec = spec
         table = engine.table(spec.name)
-        getSQL = "SELECT version, body FROM \(table) WHERE id = $1"
+        // Both columns as text: a prepared statement's rows come back in a format its row description does not
+        // always state (postgres-nio's PreparedQuery), and text is the same bytes in either format.
+        getSQL = "SELECT version::text, body::text FROM \(table) WHERE id = $1"
     }
 
     /// PostgreSQL's jsonb cannot hold U+0000; refuse it with a clear error instead of a server error.
@@ -65,12 +67,13 @@ struct PostgresDocumentStore: DocumentStore {
     func get(_ id: String) async throws -> Document? {
         let sql = getSQL
         return try await engine.read { c in
-            var binds = PostgresBindings()
-            binds.append(id)
-            for try await (version, body) in try await c.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: engine.logger).decode((Int64, ByteBuffer).self) {
-                return Document(id: id, version: version, data: Data(body.readableBytesView).jsonbText)
+            guard let row = try await engine.prepared.rows(sql, [PostgresData(string: id)], on: c).first else { return nil }
+            let cells = row.makeRandomAccess()
+            guard let v = cells[0].bytes, let version = Int64(String(buffer: v)), let body = cells[1].bytes else {
+                throw PolyglotError(.engineFailure, "Document '\(id)' of '\(spec.name)' came back without a version or body.",
+                                    fix: "Check that the table \(table) was created by Polyglot and not changed by hand.")
             }
-            return nil
+            return Document(id: id, version: version, data: Data(body.readableBytesView))
         }
     }
 

@@ -53,6 +53,8 @@ public final class PostgresEngine: Engine, EngineFactory {
     /// positions (versions) follow commit order.
     let nextPosition: String
     let routing = ReplicaRouting()
+    /// Hot single-row reads, prepared once per connection.
+    let prepared = PreparedStatements()
     /// Time-series partitions known to exist.
     let partitions = Mutex<Set<String>>([])
     /// pgvector 0.8+: iterative index scans for filtered searches.
