@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "polyglot",
             dependencies: [
-                "Polyglot", "PolyglotSQLite", "PolyglotPostgres",
+                "Polyglot", "PolyglotSQLite", "PolyglotPostgres", "PolyglotRedis", "PolyglotMemcached",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
