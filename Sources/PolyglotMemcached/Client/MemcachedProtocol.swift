@@ -59,6 +59,10 @@ public struct MemcachedItem: Sendable, Hashable {
     /// The item's CAS unique, present for `gets`.
     public var cas: UInt64?
     public var value: Data
+
+    public init(key: String, flags: UInt32, cas: UInt64?, value: Data) {
+        self.key = key; self.flags = flags; self.cas = cas; self.value = value
+    }
 }
 
 /// The answer to a meta command (`mg`, `ms`, `md`, `ma`, `mn`).
@@ -69,6 +73,10 @@ public struct MemcachedMetaResponse: Sendable, Hashable {
     public var flags: [Character: String]
     /// The value of a `VA` answer.
     public var value: Data?
+
+    public init(code: String, flags: [Character: String], value: Data?) {
+        self.code = code; self.flags = flags; self.value = value
+    }
 
     public var cas: UInt64? { flags["c"].flatMap { UInt64($0) } }
     public var clientFlags: UInt32? { flags["f"].flatMap { UInt32($0) } }
@@ -224,5 +232,28 @@ enum MemcachedRequest {
         b.writeBytes(data)
         b.writeString("\r\n")
         return b
+    }
+}
+
+/// The response state machine over a byte stream you feed: what the connection handler does, without a network.
+/// Useful for tests and for tools that read recorded traffic.
+///
+/// ```swift
+/// var stream = MemcachedResponseStream()
+/// stream.append(Array("VA 2 c9\r\nhi\r\n".utf8))
+/// let answer = try stream.next(expecting: .meta)   // .success(.meta(code: "VA", flags: ["c": "9"], value: "hi"))
+/// ```
+public struct MemcachedResponseStream: Sendable {
+    private var buffer = ByteBuffer()
+    private var parser = MemcachedResponseParser()
+
+    public init() {}
+
+    public mutating func append(_ bytes: [UInt8]) { buffer.writeBytes(bytes) }
+
+    /// The next complete answer for a request expecting `expect`, or nil until more bytes arrive. Throws a
+    /// ``MemcachedError/Kind/protocolViolation`` when the bytes break the protocol.
+    public mutating func next(expecting expect: MemcachedExpect) throws(MemcachedError) -> Result<MemcachedResponse, MemcachedError>? {
+        try parser.next(&buffer, expecting: expect)
     }
 }
