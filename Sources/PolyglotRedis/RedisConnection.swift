@@ -213,10 +213,16 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         }
     }
 
-    private func submit(_ all: some Sequence<ByteBuffer>, reply: RedisPendingReply) {
+    /// Writes a command whose replies are not matched to it (pub/sub commands: their confirmations arrive as messages).
+    func sendWithoutReply(_ command: RedisCommand) throws(RedisError) {
+        try checkSize(command)
+        submit(CollectionOfOne(command.bytes), reply: nil)
+    }
+
+    private func submit(_ all: some Sequence<ByteBuffer>, reply: RedisPendingReply?) {
         let schedule = outbox.withLock { o -> Bool in
             for b in all { append(b, to: &o.buffers) }
-            o.replies.append(reply)
+            if let reply { o.replies.append(reply) }
             if o.flushScheduled { return false }
             o.flushScheduled = true
             return true
@@ -249,9 +255,10 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
             o.replies = []
             return taken
         }
-        guard !replies.isEmpty else { return }
-        let h = handler.value
-        guard h.enqueue(replies, now: .now()) else { return }
+        guard !buffers.isEmpty else { return }
+        if !replies.isEmpty {
+            guard handler.value.enqueue(replies, now: .now()) else { return }
+        }
         for b in buffers { channel.write(b, promise: nil) }
         channel.flush()
     }

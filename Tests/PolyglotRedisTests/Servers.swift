@@ -1,3 +1,4 @@
+import Foundation
 import PolyglotTesting
 
 /// Addresses of the Redis test servers started by `scripts/services/up redis` (see scripts/services/start-redis.sh).
@@ -10,6 +11,7 @@ import PolyglotTesting
 enum RedisServers {
     static let mainVariable = "POLYGLOT_TEST_REDIS_URL"
     static let faultVariable = "POLYGLOT_TEST_REDISFAULT_URL"
+    static let clientFaultVariable = "POLYGLOT_TEST_REDISCLIENTFAULT_URL"
     static let clusterVariable = "POLYGLOT_TEST_REDIS_CLUSTER_URLS"
     static let tlsVariable = "POLYGLOT_TEST_REDIS_TLS_URL"
     static let tlsCAVariable = "POLYGLOT_TEST_REDIS_TLS_CA"
@@ -18,6 +20,8 @@ enum RedisServers {
     static var main: String? { nonEmpty(TestServers.value(mainVariable)) }
     /// A separate server that fault tests stop and restart with `scripts/services/redis-ctl redisfault ...`.
     static var fault: String? { nonEmpty(TestServers.value(faultVariable)) }
+    /// Another such server, only for the client's own fault tests (`redis-ctl redisclientfault ...`).
+    static var clientFault: String? { nonEmpty(TestServers.value(clientFaultVariable)) }
     /// The cluster masters' URLs; nil when not started.
     static var cluster: [String]? {
         nonEmpty(TestServers.value(clusterVariable)).map { $0.split(separator: ",").map(String.init) }
@@ -26,6 +30,24 @@ enum RedisServers {
     static var tls: String? { nonEmpty(TestServers.value(tlsVariable)) }
     /// The PEM certificate the TLS server uses (self-signed, so it is also the CA to trust).
     static var tlsCA: String? { nonEmpty(TestServers.value(tlsCAVariable)) }
+
+    /// Runs `scripts/services/redis-ctl NAME ACTION` (start, stop, restart, kill) and waits for it.
+    static func control(_ name: String, _ action: String) throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let p = Process()
+        p.executableURL = root.appendingPathComponent("scripts/services/redis-ctl")
+        p.arguments = [name, action]
+        try p.run()
+        p.waitUntilExit()
+        if p.terminationStatus != 0 {
+            throw RedisControlFailed(message: "scripts/services/redis-ctl \(name) \(action) exited with \(p.terminationStatus)")
+        }
+    }
+
+    struct RedisControlFailed: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
 
     private static func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }
 }

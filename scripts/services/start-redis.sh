@@ -2,10 +2,13 @@
 # Redis servers for the tests (Redis 7 from Debian: redis-server, redis-tools), on 127.0.0.1 in throwaway folders:
 #   redis            the main server; also serves TLS on a second port (throwaway self-signed certificate)
 #                    when Debian's build supports TLS
-#   redisfault       a separate server the fault tests stop and restart mid-run (redis-ctl redisfault ...)
+#   redisfault       a separate server the engine's fault tests stop and restart mid-run (redis-ctl redisfault ...)
+#   redisclientfault another one for the client's own fault tests (kill mid-pipeline, DEBUG SLEEP timeouts), so the
+#                    two sets of fault tests, which run in parallel, never stop each other's server
 #   redis-cluster-1..3  a 3-master Redis Cluster (no replicas); ports <= 55535 (the bus port is port + 10000)
 # All have DEBUG enabled (for DEBUG SLEEP in timeout tests), no persistence, and are stopped by process id.
-# Variables written: POLYGLOT_TEST_REDIS_URL, POLYGLOT_TEST_REDISFAULT_URL, POLYGLOT_TEST_REDIS_CLUSTER_URLS
+# Variables written: POLYGLOT_TEST_REDIS_URL, POLYGLOT_TEST_REDISFAULT_URL, POLYGLOT_TEST_REDISCLIENTFAULT_URL,
+# POLYGLOT_TEST_REDIS_CLUSTER_URLS
 # (comma-separated redis:// URLs of the masters), and with TLS POLYGLOT_TEST_REDIS_TLS_URL (rediss://...) and
 # POLYGLOT_TEST_REDIS_TLS_CA (the certificate to trust).
 set -euo pipefail
@@ -17,6 +20,8 @@ svc_apt redis-server redis-tools
 # setup_redis NAME [extra config lines...]: writes a fresh folder and config, then starts the server.
 setup_redis() {
   local name="$1" port dir; shift
+  # Started before (scripts/services/up redis run again): stop the old server first, so none is left behind.
+  [ -f "$SERVICES_RUN/$name.conf" ] && "$ctl" "$name" stop
   port="$(svc_free_port)"
   dir="$SERVICES_DATA/$name"
   rm -rf "$dir"; mkdir -p "$dir"
@@ -66,6 +71,9 @@ fi
 setup_redis redisfault
 source "$SERVICES_RUN/redisfault.conf"
 svc_env POLYGLOT_TEST_REDISFAULT_URL "redis://127.0.0.1:$PORT"
+setup_redis redisclientfault
+source "$SERVICES_RUN/redisclientfault.conf"
+svc_env POLYGLOT_TEST_REDISCLIENTFAULT_URL "redis://127.0.0.1:$PORT"
 
 # A 3-master cluster.
 nodes=(); urls=()
