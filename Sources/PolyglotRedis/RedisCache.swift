@@ -61,6 +61,10 @@ final class RedisCacheBackend: CacheBackend {
         var waiters: [UInt64: CheckedContinuation<CachedEntry?, Never>] = [:]
     }
     private let flights = Mutex<[String: Flight]>([:])
+    /// When this process's last load of a key ended (filled, refused or abandoned). A miss right after it does not
+    /// take the lock: its caller most likely joins that load in the facade, which will not fill again.
+    private let finishedLoads = Mutex<[String: ContinuousClock.Instant]>([:])
+    static let rejoinWindow: Duration = .milliseconds(100)
     private let ids = Atomic<UInt64>(0)
 
     init(link: RedisLink, settings: RedisEngineSettings, logger: Logger, engineName: String) {
@@ -122,6 +126,13 @@ final class RedisCacheBackend: CacheBackend {
     /// after waiting in vain).
     private func coordinateMiss(_ key: String) async -> CachedEntry? {
         let now = ContinuousClock.now
+        let justFinished = finishedLoads.withLock { map -> Bool in
+            guard let at = map[key] else { return false }
+            if now - at < RedisCacheBackend.rejoinWindow { return true }
+            map[key] = nil
+            return false
+        }
+        if justFinished { return nil }
         let lifetime = settings.lockTimeout
         let id = ids.add(1, ordering: .relaxed).newValue
         let (role, stale) = flights.withLock { map -> (Role, [CheckedContinuation<CachedEntry?, Never>]) in
@@ -217,12 +228,18 @@ final class RedisCacheBackend: CacheBackend {
         for c in waiters { c.resume(returning: entry) }
     }
 
-    /// Ends the flight of `key` whose loader holds the lock in this process; returns its token.
+    /// Ends the flight of `key` whose loader holds the lock in this process.
     private func finishOwned(_ key: String, with entry: CachedEntry?) {
-        let waiters = flights.withLock { map -> [CheckedContinuation<CachedEntry?, Never>] in
-            guard let f = map[key], f.token != nil else { return [] }
+        let waiters = flights.withLock { map -> [CheckedContinuation<CachedEntry?, Never>]? in
+            guard let f = map[key], f.token != nil else { return nil }
             map[key] = nil
             return Array(f.waiters.values)
+        }
+        guard let waiters else { return }
+        let now = ContinuousClock.now
+        finishedLoads.withLock { map in
+            if map.count > 1000 { map = map.filter { now - $0.value < RedisCacheBackend.rejoinWindow } }
+            map[key] = now
         }
         for c in waiters { c.resume(returning: entry) }
     }
@@ -410,6 +427,9 @@ final class RedisCacheBackend: CacheBackend {
         logger.notice("redis cache namespace dropped after an outage with too many invalidations to remember",
                       metadata: ["engine": "\(engineName)"])
     }
+
+    /// Marks the cache degraded because Redis could not be reached (at start-up, say).
+    func unreachable(_ error: any Error, during what: String) { failed(error, during: what, force: true) }
 
     /// Records a failed call: an outage switches to degraded mode (logged once); other errors are logged and the
     /// read treated as a miss. `force` marks degraded even for error replies (an invalidation that did not land).

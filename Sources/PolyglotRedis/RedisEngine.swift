@@ -82,9 +82,7 @@ public final class RedisEngine: Engine, EngineFactory {
         do {
             _ = try await link.sendRaw(RedisCommand("PING"))
         } catch {
-            logger.warning("redis is not reachable at start-up; the cache starts degraded", metadata: [
-                "engine": "\(spec.name)", "address": "\(settings.displayAddress)", "error": "\(error)",
-            ])
+            cache.unreachable(error, during: "start-up")
         }
     }
 
