@@ -41,8 +41,17 @@ public final class Polyglot: Service, Sendable {
             for spec in map.engines {
                 engines[spec.name] = try await registry.open(spec, context: EngineContext(logger: logger))
             }
+            let copies = RelayedCopy.all(in: map)
+            for copy in copies where !(engines[copy.dataset.engine] is any ChangeFeedEngine) {
+                throw PolyglotError(.missingCapability, "Dataset '\(copy.dataset.name)' has projections on engine '\(copy.target)', but its engine '\(copy.dataset.engine)' has no change feed for the relay to read.",
+                                    fix: "Put the dataset on a sqlite or postgres engine, or its projections on '\(copy.dataset.engine)'.")
+            }
             for (name, engine) in engines {
-                try await engine.prepare(map.datasets.filter { $0.engine == name })
+                var specs = map.datasets.filter { $0.engine == name }
+                // Projections on another engine than their dataset's are derived from a copy the relay keeps there.
+                let here = copies.filter { $0.target == name }
+                if !here.isEmpty { specs += here.map(\.copySpec) + [RelayedCopy.stateSpec(on: name)] }
+                try await engine.prepare(specs)
                 if let cache = try? engine.cacheBackend() {
                     telemetry.registerCache(name) { cache.stats() }
                 }

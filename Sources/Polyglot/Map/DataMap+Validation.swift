@@ -158,9 +158,12 @@ extension DataMap {
         case .analytics, .stream:
             break
         }
-        if p.kind != .cache, p.engine != ds.engine {
-            problem(PolyglotError(.invalidDataMap, "\(at) is on engine '\(p.engine)', but the dataset is on '\(ds.engine)'. Projections on another engine need the outbox relay, which this version does not have yet.",
-                                  fix: "Put the \(p.kind.rawValue) projection on '\(ds.engine)' for now."))
+        if p.kind != .cache, p.engine != ds.engine, let caps = registry.capabilities(ofKind: engine.kind),
+           !caps.isSuperset(of: [.documents, .transactions]) {
+            // The relay keeps a copy of the documents on the projection's engine and applies each batch there in
+            // one transaction with its checkpoint.
+            problem(PolyglotError(.missingCapability, "\(at) is on engine '\(p.engine)' (\(engine.kind)), away from the dataset's engine '\(ds.engine)'; the relay needs documents and transactions there to keep the projection's copy.",
+                                  fix: "Put the \(p.kind.rawValue) projection on '\(ds.engine)', or on a sqlite or postgres engine."))
         }
         if p.kind == .analytics || p.kind == .stream {
             problem(PolyglotError(.invalidDataMap, "\(at): \(p.kind.rawValue) projections need the outbox relay, which this version does not have yet.",

@@ -1,0 +1,326 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A projection placed on another engine than its dataset's source: the relay keeps a copy of the documents
+/// there, and that engine derives the projection (search, vectors, graph) from the copy in its own transactions.
+///
+/// One copy per (dataset, target engine) serves every projection of the dataset on that engine.
+public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
+    /// The dataset as declared: its source engine and every projection.
+    public let dataset: DatasetSpec
+    /// The engine the copy lives on.
+    public let target: String
+
+    /// The copy's own spec on the target: the same name and fields, placed on the target, with only the
+    /// projections that live there.
+    public var copySpec: DatasetSpec {
+        var s = dataset
+        s.engine = target
+        s.projections = dataset.projections.filter { $0.engine == target && $0.kind != .cache }
+        return s
+    }
+
+    /// The name used for its checkpoint, lease and telemetry: `dataset@target`.
+    public var name: String { "\(dataset.name)@\(target)" }
+    public var description: String { name }
+
+    /// Every relayed copy a data map needs: one per dataset and engine holding a non-cache projection of it
+    /// on an engine other than the dataset's own.
+    public static func all(in map: DataMap) -> [RelayedCopy] {
+        var out: [RelayedCopy] = []
+        for ds in map.datasets where ds.model == .documents {
+            let targets = Set(ds.projections.filter { $0.kind != .cache && $0.engine != ds.engine }.map(\.engine))
+            for t in targets.sorted() { out.append(RelayedCopy(dataset: ds, target: t)) }
+        }
+        return out
+    }
+
+    /// Where the relay keeps its checkpoints and leases on each target engine (a key-value dataset).
+    public static func stateSpec(on engine: String) -> DatasetSpec {
+        DatasetSpec(name: "_polyglot_relay", model: .keyValue, engine: engine, maxValueBytes: 1 << 16)
+    }
+}
+
+/// How a relay works through the outbox.
+public struct RelayOptions: Sendable {
+    /// Events read from the source's change feed per step.
+    public var batchSize: Int
+    /// How long an idle relay sleeps before reading the feed again.
+    public var idleInterval: Duration
+    /// How long a relay owns a copy after its last step; another relay may take it over once the lease expires.
+    public var leaseDuration: Duration
+    /// This relay's identity in leases (default: host, process id and a random suffix).
+    public var holder: String
+    /// Longest wait between retries after a failed step (the wait doubles from `idleInterval` up to this).
+    public var maxBackoff: Duration
+
+    public init(batchSize: Int = 500, idleInterval: Duration = .milliseconds(200), leaseDuration: Duration = .seconds(15),
+                holder: String = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UInt32.random(in: 0 ... .max))",
+                maxBackoff: Duration = .seconds(10)) {
+        self.batchSize = batchSize; self.idleInterval = idleInterval; self.leaseDuration = leaseDuration
+        self.holder = holder; self.maxBackoff = maxBackoff
+    }
+}
+
+/// Where one relayed copy stands.
+public struct RelayStatus: Sendable, Hashable {
+    public var copy: String
+    /// The highest outbox position applied to the copy (0 before the first).
+    public var appliedPosition: Int64
+    /// Events applied by this relay since it started.
+    public var applied: Int
+    /// Events that could not be applied and were set aside (see ``Relay/deadLetters(of:)``).
+    public var deadLetters: Int
+    /// Whether this relay currently holds the copy's lease.
+    public var leader: Bool
+    /// The last error of a step, if the last step failed.
+    public var lastError: String?
+}
+
+/// An event the relay could not apply (say, a document the target refuses), kept so it does not block the
+/// events behind it.
+public struct DeadLetter: Sendable, Hashable, Codable {
+    public var position: Int64
+    public var key: String
+    public var operation: String
+    public var error: String
+}
+
+/// Reads each source engine's outbox in commit order and applies every change to the copies that feed
+/// projections on other engines. A swift-service-lifecycle `Service`.
+///
+/// - A step reads a batch from the copy's checkpoint, then, in ONE transaction on the target engine: checks
+///   and renews the lease, applies the batch, and stores the new checkpoint. So a batch is applied exactly
+///   once per copy, even across crashes, and a relay that lost its lease cannot commit anything.
+/// - Several relays (processes) can run: a lease per copy decides which one applies it.
+/// - An event the target refuses goes to a dead-letter list and does not block the others.
+///
+/// ```swift
+/// let db = try await Polyglot(map: map, registry: registry)
+/// let relay = db.relay()
+/// let group = ServiceGroup(services: [db, relay], logger: logger)   // or: try await relay.catchUp()
+/// ```
+public final class Relay: Service, Sendable {
+    let db: Polyglot
+    public let options: RelayOptions
+    private let workers: [RelayWorker]
+
+    init(db: Polyglot, options: RelayOptions) {
+        self.db = db
+        self.options = options
+        workers = RelayedCopy.all(in: db.map).map { RelayWorker(copy: $0, db: db, options: options) }
+    }
+
+    /// The copies this relay serves.
+    public var copies: [RelayedCopy] { workers.map(\.copy) }
+
+    /// Runs until cancelled (or graceful shutdown): each copy in its own loop, sleeping when its feed is idle
+    /// and backing off after failures.
+    public func run() async throws {
+        guard !workers.isEmpty else {
+            db.logger.debug("relay: no projections on other engines; nothing to do")
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for w in workers { group.addTask { await w.loop() } }
+        }
+    }
+
+    /// Applies everything committed so far to every copy this relay can lead, then returns the number of
+    /// events applied. For tests, scripts and `polyglot relay --once`.
+    @discardableResult
+    public func catchUp() async throws -> Int {
+        var total = 0
+        for w in workers {
+            while true {
+                let n = try await w.step()
+                guard let n, n > 0 else { break }
+                total += n
+            }
+        }
+        return total
+    }
+
+    public func status() -> [RelayStatus] { workers.map { $0.status() } }
+
+    /// The events of `copy` (`dataset@engine`) that could not be applied.
+    public func deadLetters(of copy: String) async throws -> [DeadLetter] {
+        guard let w = workers.first(where: { $0.copy.name == copy }) else {
+            throw PolyglotError(.unknownDataset, "The relay has no copy named '\(copy)' (copies: \(workers.map(\.copy.name).joined(separator: ", "))).",
+                                fix: "Name a copy as dataset@engine, for a projection placed on another engine than its dataset.")
+        }
+        return try await w.deadLetters()
+    }
+
+    /// Waits until `copy`'s applied position reaches `position`, for at most `timeout`. Returns whether it did.
+    func wait(for dataset: String, target: String, position: Int64, timeout: Duration) async -> Bool {
+        guard let w = workers.first(where: { $0.copy.dataset.name == dataset && $0.copy.target == target }) else { return false }
+        return await w.wait(position: position, timeout: timeout)
+    }
+}
+
+extension Polyglot {
+    /// The relay that keeps this map's projections on other engines up to date. Run it as a `Service`
+    /// (next to `Polyglot` in a `ServiceGroup`), or standalone with `polyglot relay`.
+    public func relay(_ options: RelayOptions = RelayOptions()) -> Relay { Relay(db: self, options: options) }
+}
+
+/// One relayed copy: its feed, its target's stores, its checkpoint and lease.
+final class RelayWorker: Sendable {
+    let copy: RelayedCopy
+    let options: RelayOptions
+    let logger: Logger
+    private let source: any Engine
+    private let target: any Engine
+    private let telemetry: Telemetry
+    private struct State {
+        var appliedPosition: Int64 = 0
+        var applied = 0
+        var deadLetters = 0
+        var leader = false
+        var lastError: String?
+    }
+    private let state = Mutex(State())
+
+    init(copy: RelayedCopy, db: Polyglot, options: RelayOptions) {
+        self.copy = copy
+        self.options = options
+        self.logger = db.logger
+        self.source = db.engines[copy.dataset.engine]!
+        self.target = db.engines[copy.target]!
+        self.telemetry = db.telemetry
+    }
+
+    private var checkpointKey: String { "checkpoint\u{1F}\(copy.name)" }
+    private var leaseKey: String { "lease\u{1F}\(copy.name)" }
+    private var lockKey: String { "lock\u{1F}\(copy.name)" }
+    private var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
+
+    func status() -> RelayStatus {
+        state.withLock { RelayStatus(copy: copy.name, appliedPosition: $0.appliedPosition, applied: $0.applied,
+                                     deadLetters: $0.deadLetters, leader: $0.leader, lastError: $0.lastError) }
+    }
+
+    func loop() async {
+        var backoff = options.idleInterval
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let n = try await step()
+                backoff = options.idleInterval
+                if n == nil || n == 0 { try? await Task.sleep(for: options.idleInterval) }
+            } catch {
+                state.withLock { $0.lastError = "\(error)" }
+                logger.warning("relay step failed; retrying", metadata: ["copy": "\(copy.name)", "error": "\(error)", "retryIn": "\(backoff)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, options.maxBackoff)
+            }
+        }
+    }
+
+    /// One batch: read from the checkpoint, then apply + checkpoint + lease renewal in one target transaction.
+    /// Returns the number of events read (0 when idle), or nil when another relay holds the lease.
+    func step() async throws -> Int? {
+        guard let feedEngine = source as? any ChangeFeedEngine else {
+            throw PolyglotError(.missingCapability, "Engine '\(copy.dataset.engine)' has no change feed, so '\(copy.dataset.name)' cannot feed projections on '\(copy.target)'.",
+                                fix: "Put the dataset on a sqlite or postgres engine, or its projections on '\(copy.dataset.engine)'.")
+        }
+        let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+        let docs = try target.documentStore(for: copy.copySpec)
+        let checkpoint = try await kv.get(checkpointKey).map { try JSONDecoder().decode(Checkpoint.self, from: $0) } ?? Checkpoint()
+        state.withLock { $0.appliedPosition = max($0.appliedPosition, checkpoint.position) }
+        let batch = try await feedEngine.changeFeed().changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
+        let mine = batch.events.filter { $0.dataset == copy.dataset.name }
+        let now = Date()
+        let holder = options.holder
+        let leaseSeconds = Double(options.leaseDuration.components.seconds) + Double(options.leaseDuration.components.attoseconds) / 1e18
+        let copyName = copy.name, deadPrefix = self.deadPrefix
+        let (leader, dead) = try await target.withTransaction { () async throws -> (Bool, [DeadLetter]) in
+            // The increment takes a row lock (PostgreSQL) or the write lock (SQLite) held until commit, so lease
+            // checks of concurrent relays on this copy run one after the other.
+            _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
+            if let raw = try await kv.get(self.leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw),
+               lease.holder != holder, lease.expires > now.timeIntervalSince1970 {
+                return (false, [])
+            }
+            var dead: [DeadLetter] = []
+            for event in mine {
+                do {
+                    switch event.operation {
+                    case "put":
+                        guard let payload = event.payload else {
+                            throw PolyglotError(.invalidArgument, "Outbox event \(event.position) (put '\(event.key)') has no payload.", fix: "Rebuild the copy.")
+                        }
+                        _ = try await docs.put([(event.key, payload)])
+                    case "delete":
+                        _ = try await docs.delete(event.key)
+                    default:
+                        continue
+                    }
+                } catch {
+                    let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: "\(error)")
+                    dead.append(letter)
+                    _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
+                }
+            }
+            let position = batch.events.map(\.position).max() ?? checkpoint.position
+            if !batch.events.isEmpty || checkpoint.cursor != batch.next.state {
+                _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(Checkpoint(cursor: batch.next.state, position: max(position, checkpoint.position))), ttl: nil)
+            }
+            _ = try await kv.set(self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds)), ttl: nil)
+            return (true, dead)
+        }
+        for letter in dead {
+            logger.error("relay: event set aside as a dead letter", metadata: ["copy": "\(copyName)", "position": "\(letter.position)", "key": "\(letter.key)", "error": "\(letter.error)"])
+        }
+        let position = max(batch.events.map(\.position).max() ?? 0, checkpoint.position)
+        state.withLock { s in
+            let wasLeader = s.leader
+            s.leader = leader
+            if leader != wasLeader { logger.info(leader ? "relay: leading copy" : "relay: another relay leads copy", metadata: ["copy": "\(copyName)"]) }
+            guard leader else { return }
+            s.lastError = nil
+            s.appliedPosition = max(s.appliedPosition, position)
+            s.applied += mine.count - dead.count
+            s.deadLetters += dead.count
+        }
+        guard leader else { return nil }
+        if !mine.isEmpty {
+            telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: copy.target, operation: "relay.apply")).record(nanoseconds: 0, rows: mine.count, bytes: 0)
+        }
+        return batch.events.count
+    }
+
+    /// Polls the applied position (every 5 ms) until it reaches `position` or `timeout` passes.
+    func wait(position: Int64, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if state.withLock({ $0.appliedPosition >= position }) { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return state.withLock { $0.appliedPosition >= position }
+    }
+
+    func deadLetters() async throws -> [DeadLetter] {
+        let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+        var out: [DeadLetter] = []
+        var after: String?
+        while true {
+            let page = try await kv.scan(prefix: deadPrefix, after: after, limit: 500)
+            out += page.compactMap { try? JSONDecoder().decode(DeadLetter.self, from: $0.value) }
+            guard page.count == 500, let last = page.last else { return out }
+            after = last.key
+        }
+    }
+
+    struct Checkpoint: Codable {
+        var cursor: String = ""
+        var position: Int64 = 0
+    }
+
+    struct Lease: Codable {
+        var holder: String
+        var expires: Double
+    }
+}

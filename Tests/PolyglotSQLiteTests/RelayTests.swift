@@ -1,0 +1,127 @@
+import Foundation
+import Polyglot
+import PolyglotSQLite
+import Testing
+
+/// Projections on another engine than their dataset's, kept by the relay: the source is one SQLite file, the
+/// projections live in a second one.
+@Suite struct RelayTests {
+    static func map(_ dir: String) -> DataMap {
+        DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: dir + "/primary.db"),
+                          EngineSpec(name: "index", kind: "sqlite", path: dir + "/index.db")],
+                datasets: [DatasetSpec(name: "articles", model: .documents, engine: "primary",
+                                       fields: [FieldSpec("topic", .string)],
+                                       projections: [.search(on: "index", fields: ["title", "body"]),
+                                                     .vectors(on: "index", fields: ["title"], dimension: 32),
+                                                     ProjectionSpec(kind: .graph, engine: "index", edgeField: "cites", edgeLabel: "cites")])])
+    }
+
+    @Test func projectionsOnAnotherEngineFollowPutsAndDeletesThroughTheRelay() async throws {
+        let dir = tempDir()
+        let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+        let articles = try db.documents("articles")
+        try await articles.put("a1", ["title": "Raft consensus explained", "body": "leader election and log replication", "topic": "dist", "cites": ["a2"]])
+        try await articles.put("a2", ["title": "Paxos made simple", "body": "proposers and acceptors", "topic": "dist"])
+        try await articles.put("a3", ["title": "Sourdough bread", "body": "flour water salt", "topic": "food"])
+
+        // Nothing reaches the other engine until the relay applies the outbox.
+        #expect(try await articles.search("consensus").isEmpty)
+        let relay = db.relay()
+        #expect(relay.copies.map(\.name) == ["articles@index"])
+        #expect(try await relay.catchUp() == 3)
+        #expect(try await articles.search("consensus").map(\.id) == ["a1"])
+        #expect(try await articles.search("bread", filter: .field("topic") == "food").map(\.id) == ["a3"])
+        #expect(try await articles.nearest(text: "Paxos made simple", k: 1).first?.id == "a2")
+        #expect(try await articles.related("a1").map(\.node) == ["a2"])
+
+        // An update and a delete reach every projection: no orphan stays in the search, vector or graph copy.
+        try await articles.put("a1", ["title": "Raft in practice", "body": "snapshots", "topic": "dist"])
+        _ = try await articles.delete("a3")
+        #expect(try await relay.catchUp() == 2)
+        #expect(try await articles.search("consensus").isEmpty)
+        #expect(try await articles.search("snapshots").map(\.id) == ["a1"])
+        #expect(try await articles.search("bread").isEmpty)
+        #expect(try await articles.nearest(text: "Sourdough bread", k: 3).allSatisfy { $0.id != "a3" })
+        #expect(try await articles.related("a1").isEmpty)
+        let status = try #require(relay.status().first)
+        #expect(status.leader && status.applied == 5 && status.deadLetters == 0 && status.lastError == nil)
+        try await db.close()
+    }
+
+    @Test func aRestartedRelayResumesFromItsCheckpointWithoutReapplying() async throws {
+        let dir = tempDir()
+        do {
+            let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+            for i in 0..<25 { try await db.documents("articles").put("d\(i)", ["title": .string("note \(i)"), "body": "text"]) }
+            // A small batch size: the relay commits several checkpoints before the process stops.
+            #expect(try await db.relay(RelayOptions(batchSize: 10, holder: "worker-1")).catchUp() == 25)
+            try await db.close()
+        }
+        let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+        try await db.documents("articles").put("late", ["title": "late note", "body": "after the restart"])
+        // Another relay may not take the copy while the stopped process's lease (15 s) is still valid...
+        let other = db.relay(RelayOptions(holder: "worker-2"))
+        #expect(try await other.catchUp() == 0)
+        #expect(other.status().first?.leader == false)
+        // ...but the restarted process (same holder id) continues from its checkpoint: only the new event is read.
+        let restarted = db.relay(RelayOptions(holder: "worker-1"))
+        #expect(try await restarted.catchUp() == 1)
+        #expect(try await db.documents("articles").search("note").count == 10)   // the default limit
+        #expect(try await db.documents("articles").search("restart").map(\.id) == ["late"])
+        try await db.close()
+    }
+
+    @Test func twoRelaysNeverApplyTheSameCopyAtOnceAndATakeOverContinuesWhereTheOtherStopped() async throws {
+        let dir = tempDir()
+        let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+        let articles = try db.documents("articles")
+        let a = db.relay(RelayOptions(leaseDuration: .milliseconds(300), holder: "relay-a"))
+        let b = db.relay(RelayOptions(leaseDuration: .milliseconds(300), holder: "relay-b"))
+        try await articles.put("x1", ["title": "first", "body": "one"])
+        #expect(try await a.catchUp() == 1)
+        try await articles.put("x2", ["title": "second", "body": "two"])
+        // b may not apply while a's lease holds.
+        #expect(try await b.catchUp() == 0)
+        #expect(b.status().first?.leader == false)
+        #expect(try await articles.search("second").isEmpty)
+        // a stops (no more steps); once its lease expires b takes over from a's checkpoint: x2 only.
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try await b.catchUp() == 1)
+        #expect(b.status().first?.leader == true)
+        #expect(try await articles.search("second").map(\.id) == ["x2"])
+        #expect(try await articles.search("first").map(\.id) == ["x1"])
+        try await db.close()
+    }
+
+    @Test func aPoisonEventGoesToTheDeadLetterListWithoutBlockingTheOthers() async throws {
+        let dir = tempDir()
+        let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+        let articles = try db.documents("articles")
+        try await articles.put("ok1", ["title": "before", "body": "fine"])
+        // An event whose payload is not JSON (written behind Polyglot's back, as a broken producer would).
+        _ = try await db.sql(on: "primary", "INSERT INTO _polyglot_outbox(dataset, key, op, payload, created_at) VALUES ('articles', 'bad', 'put', ?, 0)", [.string("{not json")])
+        try await articles.put("ok2", ["title": "after", "body": "fine"])
+        let relay = db.relay()
+        #expect(try await relay.catchUp() == 3)
+        #expect(try await articles.search("before").map(\.id) == ["ok1"])
+        #expect(try await articles.search("after").map(\.id) == ["ok2"])
+        let dead = try await relay.deadLetters(of: "articles@index")
+        #expect(dead.count == 1 && dead.first?.key == "bad" && dead.first?.operation == "put")
+        #expect(relay.status().first?.deadLetters == 1)
+        await #expect(throws: PolyglotError.self) { try await relay.deadLetters(of: "nope@index") }
+        try await db.close()
+    }
+
+    @Test func aProjectionOnAnEngineWithoutDocumentsOrTransactionsIsRefusedWithTheFix() async throws {
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: ":memory:"), EngineSpec(name: "mem", kind: "memory")],
+                          datasets: [DatasetSpec(name: "docs", model: .documents, engine: "primary", projections: [.search(on: "mem", fields: ["title"])])])
+        do {
+            let db = try await Polyglot(map: map, registry: .embedded)
+            try await db.close()
+            Issue.record("a search projection on a memory engine was accepted")
+        } catch let e as PolyglotError {
+            // Two problems: memory holds no search projection, and no documents copy for the relay.
+            #expect(e.message.contains("cannot hold a search projection") && e.message.contains("needs documents and transactions"), "\(e)")
+        }
+    }
+}
