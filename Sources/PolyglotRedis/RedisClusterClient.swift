@@ -78,6 +78,11 @@ public final class RedisClusterClient: Sendable, RedisCommandRunner {
 
     public let configuration: RedisClusterConfiguration
     private let state: Mutex<State>
+    private let movedCount = Atomic<Int>(0)
+    private let askCount = Atomic<Int>(0)
+
+    /// How many `MOVED` and `ASK` redirects this client has followed (a resharding shows here).
+    public var redirects: (moved: Int, ask: Int) { (movedCount.load(ordering: .relaxed), askCount.load(ordering: .relaxed)) }
     private var logger: Logger { configuration.node.logger }
 
     /// A client for the cluster; the slot map is loaded on the first command (or with ``refreshTopology()``).
@@ -304,10 +309,12 @@ public final class RedisClusterClient: Sendable, RedisCommandRunner {
                 let node = String(parts[2])
                 let host = node.hasPrefix(":") ? String(target.split(separator: ":").first ?? "") + node : node
                 if e.code == "MOVED" {
+                    movedCount.add(1, ordering: .relaxed)
                     update(slot: movedSlot, to: host)
                     refreshSoon()
                     asking = false
                 } else {
+                    askCount.add(1, ordering: .relaxed)
                     asking = true
                 }
                 target = host
@@ -326,6 +333,9 @@ public final class RedisClusterClient: Sendable, RedisCommandRunner {
         throw RedisError(.cluster, "\(command.name) did not settle after \(configuration.maxRedirects) redirects or retries\(lastError.map { " (last: \($0.message))" } ?? "").",
                          fix: "The cluster is resharding or failing over; retry, or check CLUSTER INFO.", retryable: true)
     }
+
+    /// For tests: points a slot at a node in the client's map (to make it stale on purpose).
+    func testingSetSlot(_ slot: Int, to node: String) { update(slot: slot, to: node) }
 
     private func update(slot: Int, to node: String) {
         state.withLock { s in
