@@ -116,7 +116,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "RedisBenchmarks",
-            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotRedis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotRedis", "PolyglotPostgres", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/RedisBenchmarks",
             swiftSettings: strict
         ),
