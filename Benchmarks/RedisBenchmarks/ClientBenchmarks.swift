@@ -1,0 +1,262 @@
+import Foundation
+import NIOCore
+import PolyglotRedis
+import Synchronization
+
+struct ClientBenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Settings of the client benchmarks. Unknown arguments are skipped (they belong to the cache benchmarks).
+struct ClientBenchOptions: Sendable {
+    var url = ""
+    var only: Set<String>?
+    var requests = 1_000_000
+    var latencyRequests = 50_000
+    var size = 64
+    var clients = 50
+    var pipeline = 16
+    var rounds = 3
+
+    init(_ args: [String]) throws {
+        var quick = false
+        var given: Set<String> = []
+        var i = 1
+        func value() throws -> String {
+            i += 1
+            guard i < args.count else { throw ClientBenchError("\(args[i - 1]) needs a value") }
+            return args[i]
+        }
+        func int() throws -> Int {
+            let name = args[i], text = try value()
+            guard let n = Int(text.replacingOccurrences(of: "_", with: "")), n > 0 else {
+                throw ClientBenchError("\(name) '\(text)' is not a positive number")
+            }
+            given.insert(name)
+            return n
+        }
+        while i < args.count {
+            switch args[i] {
+            case "--url": url = try value()
+            case "--quick": quick = true
+            case "--only": only = Set(try value().split(separator: ",").map(String.init))
+            case "--requests": requests = try int()
+            case "--latency-requests": latencyRequests = try int()
+            case "--size": size = try int()
+            case "--clients": clients = try int()
+            case "--pipeline": pipeline = try int()
+            case "--rounds": rounds = try int()
+            case "--help", "-h":
+                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pipeline P] [--rounds R]")
+                exit(0)
+            default: break
+            }
+            i += 1
+        }
+        if quick {
+            if !given.contains("--requests") { requests = 200_000 }
+            if !given.contains("--latency-requests") { latencyRequests = 10_000 }
+            if !given.contains("--rounds") { rounds = 1 }
+        }
+        if url.isEmpty { url = ClientBenchOptions.defaultURL() }
+    }
+
+    func runs(_ part: String) -> Bool { only.map { $0.contains(part) } ?? true }
+
+    static func defaultURL() -> String {
+        let env = ProcessInfo.processInfo.environment
+        for v in ["POLYGLOT_BENCH_REDIS_URL", "POLYGLOT_TEST_REDIS_URL"] {
+            if let u = env[v], !u.isEmpty { return u }
+        }
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".services/env")
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else { return "" }
+        var found = ""
+        for line in text.split(separator: "\n") where line.hasPrefix("export POLYGLOT_TEST_REDIS_URL=") {
+            found = String(line.dropFirst("export POLYGLOT_TEST_REDIS_URL=".count)).replacingOccurrences(of: "\\", with: "")
+        }
+        return found
+    }
+}
+
+/// What redis-benchmark reported for one test (its --csv line).
+struct PeerResult {
+    var rps: Double
+    var p50Milliseconds: Double
+}
+
+func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
+    guard !o.url.isEmpty else {
+        throw ClientBenchError("no server URL: pass --url, set POLYGLOT_BENCH_REDIS_URL, or start the test servers with scripts/services/up redis")
+    }
+    let config = try RedisConfiguration(url: o.url)
+    guard let peer = which("redis-benchmark") else {
+        throw ClientBenchError("redis-benchmark is not installed (apt-get install redis-tools)")
+    }
+    print("Redis client benchmarks against \(config.address) (\(try await serverVersion(o.url))); redis-benchmark: \(peer)")
+    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, shared by the server, redis-benchmark and this client")
+    print("")
+    var rows: [(String, String, String, String)] = []
+
+    if o.runs("throughput") {
+        print("Throughput: \(o.clients) connections, pipeline depth \(o.pipeline), \(o.size)-byte values, \(o.requests) requests, \(o.rounds) rounds (medians)")
+        for test in ["SET", "GET"] {
+            var ours: [Double] = []
+            var theirs: [Double] = []
+            for round in 1...o.rounds {
+                let t = try await peerRun(peer, config, ["-c", "\(o.clients)", "-P", "\(o.pipeline)", "-t", test.lowercased(), "-d", "\(o.size)", "-n", "\(o.requests)"])
+                theirs.append(t.rps)
+                let u = try await clientThroughput(o, test: test)
+                ours.append(u)
+                print("  \(test) round \(round): PolyglotRedis \(fmt(u)) ops/s, redis-benchmark \(fmt(t.rps)) ops/s, ratio \(String(format: "%.2f", u / t.rps))")
+            }
+            let (u, t) = (median(ours), median(theirs))
+            rows.append(("\(test) -c \(o.clients) -P \(o.pipeline) (ops/s)", fmt(u), fmt(t), String(format: "%.2f (target >= 0.80)", u / t)))
+        }
+        print("")
+    }
+
+    if o.runs("latency") {
+        print("Latency: 1 connection, no pipelining, GET of a \(o.size)-byte value, \(o.latencyRequests) requests, \(o.rounds) rounds (medians)")
+        var ours: [Double] = []
+        var oursP99: [Double] = []
+        var theirs: [Double] = []
+        for round in 1...o.rounds {
+            let t = try await peerRun(peer, config, ["-c", "1", "-P", "1", "-t", "get", "-d", "\(o.size)", "-n", "\(o.latencyRequests)"])
+            theirs.append(t.p50Milliseconds * 1000)
+            let (p50, p99) = try await clientLatency(o)
+            ours.append(p50)
+            oursP99.append(p99)
+            print("  round \(round): PolyglotRedis p50 \(String(format: "%.1f", p50)) µs (p99 \(String(format: "%.1f", p99)) µs), redis-benchmark p50 \(String(format: "%.1f", t.p50Milliseconds * 1000)) µs")
+        }
+        let (u, t) = (median(ours), median(theirs))
+        rows.append(("GET round trip p50 -c 1 -P 1 (µs)", String(format: "%.1f", u), String(format: "%.1f", t), String(format: "%.2f (target <= 1.20)", u / t)))
+        print("")
+    }
+
+    print("| benchmark | PolyglotRedis | redis-benchmark | ratio |")
+    print("|---|---|---|---|")
+    for r in rows { print("| \(r.0) | \(r.1) | \(r.2) | \(r.3) |") }
+    print("")
+}
+
+func fmt(_ v: Double) -> String { String(format: "%.0f", v) }
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func which(_ tool: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let p = "\(dir)/\(tool)"
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}
+
+func serverVersion(_ url: String) async throws -> String {
+    let c = try RedisClient(url: url)
+    let info = try await c.send(["INFO", "server"]).string ?? ""
+    await c.close()
+    return info.split(separator: "\r\n").first { $0.hasPrefix("redis_version:") }.map { "Redis " + $0.dropFirst("redis_version:".count) } ?? "Redis"
+}
+
+/// Runs redis-benchmark with --csv and reads its one result line.
+func peerRun(_ peer: String, _ config: RedisConfiguration, _ args: [String]) async throws -> PeerResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: peer)
+    var all = ["-h", config.host, "-p", "\(config.port)", "--csv"] + args
+    if let pw = config.password {
+        all += ["-a", pw]
+        if let u = config.username { all += ["--user", u] }
+    }
+    p.arguments = all
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    guard let line = text.split(separator: "\n").last(where: { !$0.hasPrefix("\"test\"") && $0.hasPrefix("\"") }) else {
+        throw ClientBenchError("redis-benchmark \(args.joined(separator: " ")) printed no result: \(text)")
+    }
+    let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+    guard fields.count >= 5, let rps = Double(fields[1]), let p50 = Double(fields[4]) else {
+        throw ClientBenchError("could not read redis-benchmark's line: \(line)")
+    }
+    return PeerResult(rps: rps, p50Milliseconds: p50)
+}
+
+/// The same work as redis-benchmark -c C -P P -t TEST: C connections, each with P commands in flight, the key
+/// `key:__rand_int__`, a SIZE-byte value. Commands are built (encoded) per request, as an application would.
+func clientThroughput(_ o: ClientBenchOptions, test: String) async throws -> Double {
+    var config = try RedisConfiguration(url: o.url)
+    config.poolSize = o.clients
+    let client = try RedisClient(configuration: config)
+    let key = "key:__rand_int__"
+    let value = [UInt8](repeating: UInt8(ascii: "x"), count: o.size)
+    try await client.set(key, value)
+    // Open every connection before timing.
+    try await withThrowingTaskGroup(of: Void.self) { g in
+        for _ in 0..<o.clients { g.addTask { try await client.ping() } }
+        try await g.waitForAll()
+    }
+    let issued = BenchCounter()
+    let batches = (o.requests + o.pipeline - 1) / o.pipeline
+    let start = ContinuousClock.now
+    try await withThrowingTaskGroup(of: Void.self) { g in
+        for _ in 0..<o.clients {
+            g.addTask {
+                while issued.next() <= batches {
+                    var commands: [RedisCommand] = []
+                    commands.reserveCapacity(o.pipeline)
+                    for _ in 0..<o.pipeline {
+                        commands.append(test == "SET" ? RedisCommand("SET", key, value) : RedisCommand("GET", key))
+                    }
+                    let replies = try await client.pipeline(commands)
+                    if case .error(let e) = replies[0] { throw ClientBenchError("\(test) failed: \(e)") }
+                }
+            }
+        }
+        try await g.waitForAll()
+    }
+    let elapsed = ContinuousClock.now - start
+    await client.close()
+    return Double(batches * o.pipeline) / elapsed.seconds
+}
+
+/// One connection, one GET at a time: each round trip timed; returns (p50, p99) in microseconds.
+func clientLatency(_ o: ClientBenchOptions) async throws -> (Double, Double) {
+    var config = try RedisConfiguration(url: o.url)
+    config.poolSize = 1
+    let client = try RedisClient(configuration: config)
+    let key = "key:__rand_int__"
+    try await client.set(key, [UInt8](repeating: UInt8(ascii: "x"), count: o.size))
+    for _ in 0..<1000 { _ = try await client.get(key) }
+    var samples: [Double] = []
+    samples.reserveCapacity(o.latencyRequests)
+    let clock = ContinuousClock()
+    for _ in 0..<o.latencyRequests {
+        let t0 = clock.now
+        _ = try await client.get(key)
+        samples.append((clock.now - t0).seconds * 1e6)
+    }
+    await client.close()
+    samples.sort()
+    return (samples[samples.count / 2], samples[samples.count * 99 / 100])
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, a) = components
+        return Double(s) + Double(a) / 1e18
+    }
+}
+
+final class BenchCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    func next() -> Int { value.add(1, ordering: .relaxed).newValue }
+}
