@@ -112,6 +112,32 @@ import Testing
         try await db.close()
     }
 
+    @Test func aReadWithATokenWaitsForTheRelayOrSaysHowFarBehindItIs() async throws {
+        let dir = tempDir()
+        let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+        let articles = try db.documents("articles")
+        let token = try await articles.put("t1", ["title": "tokens", "body": "read your writes"])
+        // No relay runs: the read waits its bound, then says how far behind the projection is.
+        do {
+            _ = try await db.reading(atLeast: token, maxWait: .milliseconds(100)) { try await articles.search("tokens") }
+            Issue.record("a stale projection answered a read that asked for a newer token")
+        } catch let e as PolyglotError {
+            #expect(e.code == .stale && e.isRetryable && e.message.contains("1 behind") && e.fix?.contains("relay") == true, "\(e)")
+        }
+        // With the relay running as a service, the same kind of read waits for it and sees the write.
+        let relay = db.relay(RelayOptions(idleInterval: .milliseconds(10)))
+        let running = Task { try await relay.run() }
+        let second = try await articles.put("t2", ["title": "fresh", "body": "just written"])
+        let hits = try await db.reading(atLeast: second) { try await articles.search("fresh") }
+        #expect(hits.map(\.id) == ["t2"])
+        #expect(try await db.reading(atLeast: second) { try await articles.nearest(text: "fresh", k: 1) }.first?.id == "t2")
+        running.cancel()
+        _ = try? await running.value
+        // Without a token nothing waits (the projection may lag).
+        #expect(try await articles.search("tokens").map(\.id) == ["t1"])
+        try await db.close()
+    }
+
     @Test func aProjectionOnAnEngineWithoutDocumentsOrTransactionsIsRefusedWithTheFix() async throws {
         let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: ":memory:"), EngineSpec(name: "mem", kind: "memory")],
                           datasets: [DatasetSpec(name: "docs", model: .documents, engine: "primary", projections: [.search(on: "mem", fields: ["title"])])])

@@ -17,6 +17,8 @@ final class DatasetRuntime: Sendable {
     let projectedVectors: (any VectorStore)?
     let projectedGraph: (any GraphStore)?
     let cache: ReadThroughCache?
+    /// For projections the relay keeps on other engines: each such engine's relay state (checkpoints).
+    let relayState: [String: any KeyValueStore]
     private let recorders = Mutex<[String: Telemetry.Recorder]>([:])
 
     init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry) throws {
@@ -34,6 +36,11 @@ final class DatasetRuntime: Sendable {
         search = try spec.projection(.search).map { try engines[$0.engine]!.searchIndex(for: spec) }
         projectedVectors = try spec.projection(.vectors).map { try engines[$0.engine]!.projectedVectors(for: spec) }
         projectedGraph = try spec.projection(.graph).map { try engines[$0.engine]!.projectedGraph(for: spec) }
+        var relayState: [String: any KeyValueStore] = [:]
+        for p in spec.projections where p.kind != .cache && p.engine != spec.engine {
+            relayState[p.engine] = try engines[p.engine]!.keyValueStore(for: RelayedCopy.stateSpec(on: p.engine))
+        }
+        self.relayState = relayState
         if let p = spec.projection(.cache) {
             cache = ReadThroughCache(backend: try engines[p.engine]!.cacheBackend(), engine: p.engine, dataset: spec.name,
                                      ttl: p.ttl ?? .seconds(300), jitter: p.jitter,
@@ -66,6 +73,25 @@ final class DatasetRuntime: Sendable {
     func measure<R>(_ operation: String, engine: String? = nil, _ body: () async throws -> R,
                     size: (R) -> (rows: Int, bytes: Int) = { _ in (0, 0) }) async throws -> R {
         try await recorder(operation, engine: engine).measure(body, size: size)
+    }
+
+    /// Inside ``Polyglot/reading(atLeast:maxWait:_:)`` with a token of this dataset's engine, a read of a projection
+    /// the relay keeps on another engine waits until the relay has applied the token's write, for at most
+    /// ``ReadConsistency/maxWait``; past that it throws `.stale`, saying how far behind the projection is.
+    func awaitProjection(_ p: ProjectionSpec) async throws {
+        guard let token = ReadConsistency.atLeast, token.engine == engineName, let state = relayState[p.engine] else { return }
+        let copy = RelayedCopy(dataset: spec, target: p.engine)
+        let deadline = ContinuousClock.now + ReadConsistency.maxWait
+        var applied: Int64 = 0
+        while true {
+            applied = try await RelayCheckpoint.load(copy, from: state).position
+            if applied >= token.position { return }
+            if ContinuousClock.now >= deadline { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw PolyglotError(.stale, "The \(p.kind.rawValue) projection of '\(spec.name)' on '\(p.engine)' has applied the outbox up to position \(applied); the read asked for at least \(token.position) (\(token.position - applied) behind) and waited \(ReadConsistency.maxWait).",
+                            fix: "Make sure a relay runs (Polyglot.run(), db.relay(), or `polyglot relay`), raise maxWait, or read the source of truth with get/query.",
+                            retryable: true)
     }
 
     // MARK: Input rules

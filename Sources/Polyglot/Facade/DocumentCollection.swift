@@ -127,6 +127,7 @@ public struct DocumentCollection: Sendable {
         }
         try runtime.checkFilter(filter)
         try Self.checkLimit(limit)
+        try await runtime.awaitProjection(p)
         return try await runtime.measure("search", engine: p.engine, { try await index.search(text, filter: filter, limit: limit) },
                                          size: { ($0.count, 0) })
     }
@@ -140,6 +141,7 @@ public struct DocumentCollection: Sendable {
         try VectorMath.validate(vector, dimension: p.dimension ?? vector.count, dataset: name)
         try runtime.checkFilter(filter)
         try Self.checkLimit(k)
+        try await runtime.awaitProjection(p)
         return try await runtime.measure("nearest", engine: p.engine, { try await index.nearest(to: vector, k: k, filter: filter, exact: exact, ef: nil) },
                                          size: { ($0.count, 0) })
     }
@@ -160,6 +162,7 @@ public struct DocumentCollection: Sendable {
                                 fix: "Add `- { kind: graph, engine: \(runtime.engineName), edgeField: related }` under its `projections:`.")
         }
         try GraphCollection.checkDepth(depth)
+        try await runtime.awaitProjection(p)
         return try await runtime.measure("related", engine: p.engine,
                                          { try await graph.traverse(from: id, maxDepth: depth, direction: .outgoing, label: p.edgeLabel) },
                                          size: { ($0.count, 0) })

@@ -11,12 +11,19 @@
 public enum ReadConsistency {
     /// The token the current task's reads must have caught up with, if any.
     @TaskLocal public static var atLeast: ConsistencyToken?
+    /// How long a read of a relayed projection waits for the relay to reach ``atLeast`` before it throws `.stale`.
+    @TaskLocal public static var maxWait: Duration = .seconds(5)
 }
 
 extension Polyglot {
     /// Runs `body` with reads that see at least the write that produced `token` (read-your-writes across
     /// replicas). Without replicas every read already does.
-    public func reading<R: Sendable>(atLeast token: ConsistencyToken?, _ body: @Sendable () async throws -> R) async throws -> R {
-        try await ReadConsistency.$atLeast.withValue(token) { try await body() }
+    /// Projections the relay keeps on other engines (search, vectors, graph) wait up to `maxWait` for the relay to
+    /// apply the token's write, then throw `.stale` with how far behind they are.
+    public func reading<R: Sendable>(atLeast token: ConsistencyToken?, maxWait: Duration = .seconds(5),
+                                     _ body: @Sendable () async throws -> R) async throws -> R {
+        try await ReadConsistency.$maxWait.withValue(maxWait) {
+            try await ReadConsistency.$atLeast.withValue(token) { try await body() }
+        }
     }
 }

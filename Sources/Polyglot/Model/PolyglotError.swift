@@ -26,6 +26,8 @@ public struct PolyglotError: Error, Sendable, CustomStringConvertible, Equatable
         case engineUnavailable
         case transactionFailed
         case closed
+        /// A read asked for data at least as fresh as a token, and the projection did not catch up in time.
+        case stale
     }
 
     public var code: Code

@@ -193,7 +193,7 @@ final class RelayWorker: Sendable {
         self.telemetry = db.telemetry
     }
 
-    private var checkpointKey: String { "checkpoint\u{1F}\(copy.name)" }
+    private var checkpointKey: String { RelayCheckpoint.key(copy) }
     private var leaseKey: String { "lease\u{1F}\(copy.name)" }
     private var lockKey: String { "lock\u{1F}\(copy.name)" }
     private var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
@@ -228,7 +228,7 @@ final class RelayWorker: Sendable {
         }
         let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
         let docs = try target.documentStore(for: copy.copySpec)
-        let checkpoint = try await kv.get(checkpointKey).map { try JSONDecoder().decode(Checkpoint.self, from: $0) } ?? Checkpoint()
+        let checkpoint = try await RelayCheckpoint.load(copy, from: kv)
         state.withLock { $0.appliedPosition = max($0.appliedPosition, checkpoint.position) }
         let batch = try await feedEngine.changeFeed().changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
         let mine = batch.events.filter { $0.dataset == copy.dataset.name }
@@ -266,7 +266,7 @@ final class RelayWorker: Sendable {
             }
             let position = batch.events.map(\.position).max() ?? checkpoint.position
             if !batch.events.isEmpty || checkpoint.cursor != batch.next.state {
-                _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(Checkpoint(cursor: batch.next.state, position: max(position, checkpoint.position))), ttl: nil)
+                _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: batch.next.state, position: max(position, checkpoint.position))), ttl: nil)
             }
             _ = try await kv.set(self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds)), ttl: nil)
             return (true, dead)
@@ -314,13 +314,26 @@ final class RelayWorker: Sendable {
         }
     }
 
-    struct Checkpoint: Codable {
-        var cursor: String = ""
-        var position: Int64 = 0
-    }
-
     struct Lease: Codable {
         var holder: String
         var expires: Double
+    }
+}
+
+/// Where a relayed copy stands, stored on its target engine in the same transaction as the batch it ends.
+struct RelayCheckpoint: Codable {
+    /// The change feed's cursor to continue from.
+    var cursor: String = ""
+    /// The highest outbox position applied.
+    var position: Int64 = 0
+
+    static func key(_ copy: RelayedCopy) -> String { "checkpoint\u{1F}\(copy.name)" }
+
+    static func load(_ copy: RelayedCopy, from state: any KeyValueStore) async throws -> RelayCheckpoint {
+        guard let raw = try await state.get(key(copy)) else { return RelayCheckpoint() }
+        do { return try JSONDecoder().decode(RelayCheckpoint.self, from: raw) } catch {
+            throw PolyglotError(.engineFailure, "The relay checkpoint of '\(copy.name)' is unreadable: \(error).",
+                                fix: "Delete it (key '\(key(copy))' of _polyglot_relay on '\(copy.target)') to replay the copy from the start.")
+        }
     }
 }
