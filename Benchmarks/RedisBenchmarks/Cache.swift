@@ -3,7 +3,7 @@
 // PostgreSQL. Run by main.swift (scripts/redis-bench; `--only cache` runs only these).
 //
 // Own flags (others are ignored): --cache-quick, --cache-rounds R, --cache-ops N, --cache-docs N, --cache-zipf S,
-// --cache-readers N, --cache-doc-bytes N, --redis-url URL, --pg-url URL. `--quick` also shortens these.
+// --cache-readers N, --cache-doc-bytes N, --cache-effect-ops N, --url/--redis-url URL, --pg-url URL. `--quick` also shortens these.
 import Foundation
 import Logging
 import Polyglot
@@ -52,7 +52,7 @@ enum CacheBench {
                 case "--cache-zipf": zipf = next().flatMap { Double($0) } ?? zipf
                 case "--cache-readers": readers = next().flatMap { Int($0) }.map { max(1, $0) } ?? readers
                 case "--cache-doc-bytes": docBytes = next().flatMap { Int($0) }.map { max(16, $0) } ?? docBytes
-                case "--redis-url": redisURL = next()
+                case "--redis-url", "--url": redisURL = next()
                 case "--pg-url": pgURL = next()
                 default: break
                 }
