@@ -1,0 +1,64 @@
+import Foundation
+import Polyglot
+import PolyglotPostgres
+import Testing
+
+/// The relay on PostgreSQL: the source's change feed (snapshot windows, commit order) feeds a copy in another
+/// schema, which derives search and vectors; checkpoints and leases live on the target.
+@Suite struct PostgresRelayTests {
+    static func map() -> DataMap {
+        DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18)),
+                          PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg18))],
+                datasets: [DatasetSpec(name: "articles", model: .documents, engine: "primary",
+                                       projections: [.search(on: "index", fields: ["title"]),
+                                                     .vectors(on: "index", fields: ["title"], dimension: 16)])])
+    }
+
+    @Test func concurrentWritersAndTwoRelaysConvergeWithOneLeaderAndNoLostEvent() async throws {
+        let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        let a = db.relay(RelayOptions(batchSize: 37, idleInterval: .milliseconds(5), holder: "relay-a"))
+        let b = db.relay(RelayOptions(batchSize: 37, idleInterval: .milliseconds(5), holder: "relay-b"))
+        let relays = Task { await withTaskGroup(of: Void.self) { g in g.addTask { try? await a.run() }; g.addTask { try? await b.run() } } }
+        // 8 writers, each rewriting its own keys several times and deleting some, while the relays run.
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for w in 0..<8 {
+                g.addTask {
+                    for round in 0..<5 {
+                        for k in 0..<10 {
+                            try await articles.put("w\(w)k\(k)", ["title": .string("writer\(w) key\(k) round\(round)")])
+                        }
+                    }
+                    _ = try await articles.delete("w\(w)k9")
+                }
+            }
+            try await g.waitForAll()
+        }
+        let last = try await articles.put("final", ["title": "final marker"])
+        // The read waits for the relay to pass the last write.
+        #expect(try await db.reading(atLeast: last, maxWait: .seconds(30)) { try await articles.search("marker") }.map(\.id) == ["final"])
+        relays.cancel()
+        await relays.value
+
+        // The copy matches the source exactly: same ids, and every title is the last round's.
+        let source = try await articles.query(limit: 1000).map { "\($0.id)=\(String(decoding: $0.data, as: UTF8.self))" }.sorted()
+        let schema = try #require(Self.schemaOf(db, "index"))
+        let copy = try await db.sql(on: "index", "SELECT id, body::text AS body FROM \(schema).articles ORDER BY id")
+        #expect(copy.count == 8 * 9 + 1)
+        #expect(source.count == copy.count)
+        for w in 0..<8 {
+            #expect(try await articles.search("writer\(w) round4", limit: 100).count == 9)
+            #expect(try await articles.search("writer\(w) round3", limit: 100).isEmpty)
+        }
+        #expect(try await articles.nearest(text: "writer3 key4 round4", k: 1).first?.id == "w3k4")
+
+        // One relay led; the other never applied anything.
+        let applied = [a, b].map { $0.status().first?.applied ?? -1 }
+        #expect(applied.contains(0) && applied.reduce(0, +) == 8 * (50 + 1) + 1, "\(applied)")
+        try await db.close()
+    }
+
+    static func schemaOf(_ db: Polyglot, _ engine: String) -> String? {
+        db.map.engines.first { $0.name == engine }?.options["schema"]
+    }
+}
