@@ -97,6 +97,8 @@ let package = Package(
             dependencies: [
                 "Polyglot", "PolyglotSQLite", "PolyglotPostgres", "PolyglotRedis", "PolyglotMemcached",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -3,13 +3,15 @@ import Foundation
 import Logging
 import Polyglot
 import PolyglotSQLite
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct PolyglotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "polyglot",
         abstract: "Polyglot: one application, many specialized databases.",
-        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self],
+        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self],
         defaultSubcommand: nil
     )
 }
@@ -112,6 +114,59 @@ struct Health: AsyncParsableCommand {
             }))
             if report.contains(where: { !$0.ok }) { throw ExitCode(1) }
         }
+    }
+}
+
+struct RelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Apply the outbox to projections placed on other engines than their datasets', until interrupted (or once).",
+        discussion: "Several relays may run at once (in applications and as this command): a lease per copy decides which one applies it.")
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "Apply everything committed so far, print where each copy stands, and exit.") var once = false
+    @Option(help: "This relay's identity in leases (default: host:pid:random).") var holder: String?
+    @Option(help: "Seconds between progress lines while running.") var every: Int = 10
+
+    func run() async throws {
+        try await reportingErrors {
+            let db = try await options.open()
+            var relayOptions = RelayOptions()
+            if let holder { relayOptions.holder = holder }
+            let relay = db.relay(relayOptions)
+            if relay.copies.isEmpty {
+                print("Nothing to relay: no dataset has a projection on another engine than its own.")
+                try await db.close()
+                return
+            }
+            print("Relaying \(relay.copies.map(\.name).joined(separator: ", ")) as \(relayOptions.holder)")
+            if once {
+                let n = try await relay.catchUp()
+                print("Read \(n) events.\n")
+                printStatus(relay)
+                await relay.release()
+                try await db.close()
+                return
+            }
+            let logger = Logger(label: "polyglot.relay")
+            let progress = Task {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(max(1, every)))
+                    let s = relay.status()
+                    print(s.map { "\($0.copy): position \($0.appliedPosition), \($0.applied) applied, \($0.deadLetters) dead letters\($0.leader ? "" : " (another relay leads)")\($0.lastError.map { ", last error: \($0)" } ?? "")" }.joined(separator: "; "))
+                }
+            }
+            let group = ServiceGroup(configuration: .init(services: [relay], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+            progress.cancel()
+            printStatus(relay)
+            try await db.close()
+        }
+    }
+
+    func printStatus(_ relay: Relay) {
+        print(TextTable.render(header: ["copy", "leader", "applied position", "applied", "dead letters", "last error"], rows: relay.status().map {
+            [$0.copy, $0.leader ? "yes" : "no", "\($0.appliedPosition)", "\($0.applied)", "\($0.deadLetters)", $0.lastError ?? "-"]
+        }, rightAligned: [2, 3, 4]))
     }
 }
 

@@ -90,6 +90,11 @@ import Testing
         #expect(b.status().first?.leader == true)
         #expect(try await articles.search("second").map(\.id) == ["x2"])
         #expect(try await articles.search("first").map(\.id) == ["x1"])
+        // A relay that stops releases its lease: the other takes over at once, without waiting for expiry.
+        await b.release()
+        try await articles.put("x3", ["title": "third", "body": "three"])
+        #expect(try await a.catchUp() == 1)
+        #expect(a.status().first?.leader == true)
         try await db.close()
     }
 

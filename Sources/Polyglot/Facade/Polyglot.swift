@@ -192,14 +192,27 @@ public final class Polyglot: Service, Sendable {
         for name in engines.keys.sorted() { try await engines[name]!.maintain(now: now) }
     }
 
-    public func run() async throws {
-        let interval = map.telemetry.flushInterval
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: interval)
-            do { try await flushTelemetry() } catch { logger.warning("telemetry flush failed", metadata: ["error": "\(error)"]) }
-            do { try await maintain() } catch { logger.warning("maintenance failed", metadata: ["error": "\(error)"]) }
+    /// Until cancelled (or graceful shutdown): persists telemetry and runs ``maintain(now:)`` every flush interval,
+    /// and, when the map has projections on other engines than their datasets', runs the ``Relay`` in-process
+    /// (several processes may: a lease per copy decides which applies it). Pass `relay: nil` to
+    /// ``run(relay:)`` when a standalone `polyglot relay` does that job instead.
+    public func run() async throws { try await run(relay: RelayOptions()) }
+
+    public func run(relay options: RelayOptions?) async throws {
+        let relay = options.map { self.relay($0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let relay, !relay.copies.isEmpty { group.addTask { try await relay.run() } }
+            group.addTask {
+                let interval = self.map.telemetry.flushInterval
+                while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                    try? await Task.sleep(for: interval)
+                    do { try await self.flushTelemetry() } catch { self.logger.warning("telemetry flush failed", metadata: ["error": "\(error)"]) }
+                    do { try await self.maintain() } catch { self.logger.warning("maintenance failed", metadata: ["error": "\(error)"]) }
+                }
+                try? await self.flushTelemetry()
+            }
+            try await group.waitForAll()
         }
-        try? await flushTelemetry()
     }
 
     /// Flushes telemetry and closes every engine.

@@ -126,6 +126,17 @@ public final class Relay: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             for w in workers { group.addTask { await w.loop() } }
         }
+        await release()
+    }
+
+    /// Gives up this relay's leases, so another relay can take its copies over at once instead of after the
+    /// lease expires. `run()` does it when it stops.
+    public func release() async {
+        for w in workers {
+            do { try await w.release() } catch {
+                db.logger.warning("relay: could not release the lease", metadata: ["copy": "\(w.copy.name)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Applies everything committed so far to every copy this relay can lead, then returns the number of
@@ -290,6 +301,19 @@ final class RelayWorker: Sendable {
             telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: copy.target, operation: "relay.apply")).record(nanoseconds: 0, rows: mine.count, bytes: 0)
         }
         return batch.events.count
+    }
+
+    func release() async throws {
+        guard state.withLock({ $0.leader }) else { return }
+        let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+        let holder = options.holder
+        try await target.withTransaction {
+            _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
+            if let raw = try await kv.get(self.leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw), lease.holder == holder {
+                _ = try await kv.delete(self.leaseKey)
+            }
+        }
+        state.withLock { $0.leader = false }
     }
 
     /// Polls the applied position (every 5 ms) until it reaches `position` or `timeout` passes.
