@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import PolyglotRedis
 import Synchronization
 
@@ -18,6 +19,7 @@ struct ClientBenchOptions: Sendable {
     var clients = 50
     var pipeline = 16
     var rounds = 3
+    var tests = ["SET", "GET"]
 
     init(_ args: [String]) throws {
         var quick = false
@@ -47,6 +49,7 @@ struct ClientBenchOptions: Sendable {
             case "--clients": clients = try int()
             case "--pipeline": pipeline = try int()
             case "--rounds": rounds = try int()
+            case "--tests": tests = try value().uppercased().split(separator: ",").map(String.init)
             case "--help", "-h":
                 print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pipeline P] [--rounds R]")
                 exit(0)
@@ -97,22 +100,25 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
     print("Redis client benchmarks against \(config.address) (\(try await serverVersion(o.url))); redis-benchmark: \(peer)")
     print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, shared by the server, redis-benchmark and this client")
     print("")
-    var rows: [(String, String, String, String)] = []
+    var rows: [(String, String, String, String, String, String)] = []
 
     if o.runs("throughput") {
         print("Throughput: \(o.clients) connections, pipeline depth \(o.pipeline), \(o.size)-byte values, \(o.requests) requests, \(o.rounds) rounds (medians)")
-        for test in ["SET", "GET"] {
+        for test in o.tests {
             var ours: [Double] = []
+            var oursLoop: [Double] = []
             var theirs: [Double] = []
             for round in 1...o.rounds {
                 let t = try await peerRun(peer, config, ["-c", "\(o.clients)", "-P", "\(o.pipeline)", "-t", test.lowercased(), "-d", "\(o.size)", "-n", "\(o.requests)"])
                 theirs.append(t.rps)
                 let u = try await clientThroughput(o, test: test)
                 ours.append(u)
-                print("  \(test) round \(round): PolyglotRedis \(fmt(u)) ops/s, redis-benchmark \(fmt(t.rps)) ops/s, ratio \(String(format: "%.2f", u / t.rps))")
+                let l = try await clientThroughput(o, test: test, onEventLoop: true)
+                oursLoop.append(l)
+                print("  \(test) round \(round): redis-benchmark \(fmt(t.rps)) ops/s; PolyglotRedis \(fmt(u)) ops/s (ratio \(String(format: "%.2f", u / t.rps))), tasks on the event loop \(fmt(l)) ops/s (ratio \(String(format: "%.2f", l / t.rps)))")
             }
-            let (u, t) = (median(ours), median(theirs))
-            rows.append(("\(test) -c \(o.clients) -P \(o.pipeline) (ops/s)", fmt(u), fmt(t), String(format: "%.2f (target >= 0.80)", u / t)))
+            let (u, l, t) = (median(ours), median(oursLoop), median(theirs))
+            rows.append(("\(test) -c \(o.clients) -P \(o.pipeline) (ops/s)", fmt(u), fmt(l), fmt(t), ratio(u, t, "≥ 0.80"), ratio(l, t, "≥ 0.80")))
         }
         print("")
     }
@@ -120,26 +126,31 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
     if o.runs("latency") {
         print("Latency: 1 connection, no pipelining, GET of a \(o.size)-byte value, \(o.latencyRequests) requests, \(o.rounds) rounds (medians)")
         var ours: [Double] = []
-        var oursP99: [Double] = []
+        var oursLoop: [Double] = []
         var theirs: [Double] = []
         for round in 1...o.rounds {
             let t = try await peerRun(peer, config, ["-c", "1", "-P", "1", "-t", "get", "-d", "\(o.size)", "-n", "\(o.latencyRequests)"])
             theirs.append(t.p50Milliseconds * 1000)
             let (p50, p99) = try await clientLatency(o)
             ours.append(p50)
-            oursP99.append(p99)
-            print("  round \(round): PolyglotRedis p50 \(String(format: "%.1f", p50)) µs (p99 \(String(format: "%.1f", p99)) µs), redis-benchmark p50 \(String(format: "%.1f", t.p50Milliseconds * 1000)) µs")
+            let (lp50, lp99) = try await clientLatency(o, onEventLoop: true)
+            oursLoop.append(lp50)
+            print("  round \(round): redis-benchmark p50 \(us(t.p50Milliseconds * 1000)); PolyglotRedis p50 \(us(p50)) (p99 \(us(p99))), tasks on the event loop p50 \(us(lp50)) (p99 \(us(lp99)))")
         }
-        let (u, t) = (median(ours), median(theirs))
-        rows.append(("GET round trip p50 -c 1 -P 1 (µs)", String(format: "%.1f", u), String(format: "%.1f", t), String(format: "%.2f (target <= 1.20)", u / t)))
+        let (u, l, t) = (median(ours), median(oursLoop), median(theirs))
+        rows.append(("GET round trip p50, -c 1 -P 1 (µs)", us(u), us(l), us(t), ratio(u, t, "≤ 1.20"), ratio(l, t, "≤ 1.20")))
         print("")
     }
 
-    print("| benchmark | PolyglotRedis | redis-benchmark | ratio |")
-    print("|---|---|---|---|")
-    for r in rows { print("| \(r.0) | \(r.1) | \(r.2) | \(r.3) |") }
+    print("| benchmark | PolyglotRedis | PolyglotRedis, tasks on the event loop | redis-benchmark | ratio | ratio, on the event loop |")
+    print("|---|---|---|---|---|---|")
+    for r in rows { print("| \(r.0) | \(r.1) | \(r.2) | \(r.3) | \(r.4) | \(r.5) |") }
     print("")
 }
+
+func us(_ v: Double) -> String { String(format: "%.1f µs", v) }
+
+func ratio(_ a: Double, _ b: Double, _ target: String) -> String { String(format: "%.2f", a / b) + " (target \(target))" }
 
 func fmt(_ v: Double) -> String { String(format: "%.0f", v) }
 
@@ -192,9 +203,12 @@ func peerRun(_ peer: String, _ config: RedisConfiguration, _ args: [String]) asy
 
 /// The same work as redis-benchmark -c C -P P -t TEST: C connections, each with P commands in flight, the key
 /// `key:__rand_int__`, a SIZE-byte value. Commands are built (encoded) per request, as an application would.
-func clientThroughput(_ o: ClientBenchOptions, test: String) async throws -> Double {
+func clientThroughput(_ o: ClientBenchOptions, test: String, onEventLoop: Bool = false) async throws -> Double {
     var config = try RedisConfiguration(url: o.url)
     config.poolSize = o.clients
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    if onEventLoop { config.eventLoopGroup = loop }
+    let executor: (any TaskExecutor)? = onEventLoop ? RedisEventLoopExecutor(eventLoop: loop) : nil
     let client = try RedisClient(configuration: config)
     let key = "key:__rand_int__"
     let value = [UInt8](repeating: UInt8(ascii: "x"), count: o.size)
@@ -209,7 +223,7 @@ func clientThroughput(_ o: ClientBenchOptions, test: String) async throws -> Dou
     let start = ContinuousClock.now
     try await withThrowingTaskGroup(of: Void.self) { g in
         for _ in 0..<o.clients {
-            g.addTask {
+            g.addTask(executorPreference: executor) {
                 while issued.next() <= batches {
                     var commands: [RedisCommand] = []
                     commands.reserveCapacity(o.pipeline)
@@ -229,9 +243,18 @@ func clientThroughput(_ o: ClientBenchOptions, test: String) async throws -> Dou
 }
 
 /// One connection, one GET at a time: each round trip timed; returns (p50, p99) in microseconds.
-func clientLatency(_ o: ClientBenchOptions) async throws -> (Double, Double) {
+func clientLatency(_ o: ClientBenchOptions, onEventLoop: Bool = false) async throws -> (Double, Double) {
     var config = try RedisConfiguration(url: o.url)
     config.poolSize = 1
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    if onEventLoop { config.eventLoopGroup = loop }
+    let executor: (any TaskExecutor)? = onEventLoop ? RedisEventLoopExecutor(eventLoop: loop) : nil
+    return try await withTaskExecutorPreference(executor) {
+        try await latencyLoop(o, config)
+    }
+}
+
+func latencyLoop(_ o: ClientBenchOptions, _ config: RedisConfiguration) async throws -> (Double, Double) {
     let client = try RedisClient(configuration: config)
     let key = "key:__rand_int__"
     try await client.set(key, [UInt8](repeating: UInt8(ascii: "x"), count: o.size))

@@ -105,49 +105,104 @@ public struct RedisCommand: Sendable {
     var bytes: ByteBuffer
     /// The size of the largest argument, checked against ``RedisConfiguration/maxValueBytes`` before sending.
     let largestArgument: Int
-    /// Where, inside `bytes`, the key that decides the cluster slot is (nil: the command has no key).
-    let keyRange: Range<Int>?
+    /// Where, inside `bytes`, the first three arguments after the name are (for cluster routing), or an explicit
+    /// key's range in `explicitKey`.
+    let firstArguments: (Range<Int>?, Range<Int>?, Range<Int>?)
+    let explicitKey: Range<Int>??
 
-    /// A command from its name and arguments: `RedisCommand("SET", key, value)`.
+    init(name: String, writer w: Writer, explicitKey: Range<Int>?? = nil) {
+        self.name = name
+        self.argumentCount = w.count + 1
+        self.bytes = w.buffer
+        self.largestArgument = w.largest
+        self.firstArguments = w.firstArguments
+        self.explicitKey = explicitKey
+    }
+
+    /// Writes a command: header, name, then each argument.
+    struct Writer {
+        var buffer: ByteBuffer
+        var largest = 0
+        var index = 0
+        let count: Int
+        var firstArguments: (Range<Int>?, Range<Int>?, Range<Int>?) = (nil, nil, nil)
+        var keyIndex: Int?
+        var keyRange: Range<Int>?
+
+        init(name: String, count: Int, capacity: Int) {
+            self.count = count
+            buffer = ByteBufferAllocator().buffer(capacity: capacity + 16 + name.utf8.count + 16 * count)
+            RESPEncoding.writeHeader(UInt8(ascii: "*"), count + 1, into: &buffer)
+            RESPEncoding.writeHeader(UInt8(ascii: "$"), name.utf8.count, into: &buffer)
+            buffer.writeString(name)
+            buffer.writeInteger(UInt16(0x0D0A))
+        }
+
+        @inline(__always)
+        mutating func append<A: RedisArgument>(_ a: A) {
+            let n = a.redisArgumentLength
+            if n > largest { largest = n }
+            RESPEncoding.writeHeader(UInt8(ascii: "$"), n, into: &buffer)
+            let start = buffer.writerIndex
+            a.writeRedisArgument(into: &buffer)
+            let range = start..<buffer.writerIndex
+            switch index {
+            case 0: firstArguments.0 = range
+            case 1: firstArguments.1 = range
+            case 2: firstArguments.2 = range
+            default: break
+            }
+            if index == keyIndex { keyRange = range }
+            index += 1
+            buffer.writeInteger(UInt16(0x0D0A))
+        }
+
+        mutating func append(existential a: any RedisArgument) { append(a) }
+    }
+
+    /// A command with no arguments: `RedisCommand("PING")`.
+    public init(_ name: String) {
+        self.init(name: name, writer: Writer(name: name, count: 0, capacity: 0))
+    }
+
+    /// A command with one argument: `RedisCommand("GET", key)`.
+    public init<A: RedisArgument>(_ name: String, _ a: A) {
+        var w = Writer(name: name, count: 1, capacity: a.redisArgumentLength)
+        w.append(a)
+        self.init(name: name, writer: w)
+    }
+
+    /// A command with two arguments: `RedisCommand("SET", key, value)`.
+    public init<A: RedisArgument, B: RedisArgument>(_ name: String, _ a: A, _ b: B) {
+        var w = Writer(name: name, count: 2, capacity: a.redisArgumentLength + b.redisArgumentLength)
+        w.append(a)
+        w.append(b)
+        self.init(name: name, writer: w)
+    }
+
+    /// A command from its name and arguments: `RedisCommand("SET", key, value, "PX", 1000)`.
     public init(_ name: String, _ arguments: any RedisArgument...) {
         self.init(name, arguments: arguments)
     }
 
     /// A command from its name and arguments.
     /// - Parameter keyIndex: which argument (0 = the first after the name) is the key that routes the command in a
-    ///   cluster; by default the first one, or for `EVAL`/`EVALSHA`/`FCALL` the first key after `numkeys`.
+    ///   cluster; by default the first one, or for `EVAL`/`EVALSHA`/`FCALL` the first key after `numkeys`, and none
+    ///   for commands without keys (`PING`, `INFO`, ...).
     public init(_ name: String, arguments: [any RedisArgument], keyIndex: Int? = nil) {
-        self.name = name
-        self.argumentCount = arguments.count + 1
-        var size = 16 + name.utf8.count
-        for a in arguments { size += a.redisArgumentLength + 16 }
-        var buffer = ByteBufferAllocator().buffer(capacity: size)
-        RESPEncoding.writeHeader(UInt8(ascii: "*"), arguments.count + 1, into: &buffer)
-        RESPEncoding.writeHeader(UInt8(ascii: "$"), name.utf8.count, into: &buffer)
-        buffer.writeString(name)
-        buffer.writeInteger(UInt16(0x0D0A))
-        var largest = 0
-        var range: Range<Int>? = nil
-        let routing = keyIndex ?? RedisCommand.defaultKeyIndex(name: name, arguments: arguments)
-        for (i, a) in arguments.enumerated() {
-            let n = a.redisArgumentLength
-            largest = Swift.max(largest, n)
-            RESPEncoding.writeHeader(UInt8(ascii: "$"), n, into: &buffer)
-            let start = buffer.writerIndex
-            a.writeRedisArgument(into: &buffer)
-            if i == routing { range = start..<buffer.writerIndex }
-            buffer.writeInteger(UInt16(0x0D0A))
-        }
-        self.bytes = buffer
-        self.largestArgument = largest
-        self.keyRange = range
+        var size = 0
+        for a in arguments { size += a.redisArgumentLength }
+        var w = Writer(name: name, count: arguments.count, capacity: size)
+        w.keyIndex = keyIndex
+        for a in arguments { w.append(existential: a) }
+        self.init(name: name, writer: w, explicitKey: keyIndex == nil ? nil : .some(w.keyRange))
     }
 
     /// A command from an array whose first element is the name: `RedisCommand(["SET", key, value])`.
-    /// An empty array makes a command the server rejects; ``RedisClient/send(_:)-([any RedisArgument])`` refuses it first.
+    /// An empty array makes a command the client refuses to send (``RedisError/Kind/invalidArgument``).
     public init(_ array: [any RedisArgument]) {
         guard let first = array.first else {
-            self.init("", arguments: [])
+            self.init("")
             return
         }
         var nameBuffer = ByteBuffer()
@@ -155,20 +210,34 @@ public struct RedisCommand: Sendable {
         self.init(String(buffer: nameBuffer), arguments: Array(array.dropFirst()))
     }
 
-    static func defaultKeyIndex(name: String, arguments: [any RedisArgument]) -> Int? {
-        guard !arguments.isEmpty else { return nil }
+    /// Where the key that routes this command in a cluster is, inside `bytes` (nil: no key).
+    var keyRange: Range<Int>? {
+        if let explicit = explicitKey { return explicit }
+        guard let first = firstArguments.0 else { return nil }
+        switch RedisCommand.routing(of: name) {
+        case .firstArgument: return first
+        case .none: return nil
+        case .afterNumkeys:
+            // EVAL script numkeys key ...: the first key, if numkeys > 0.
+            guard let r = firstArguments.1, let numkeys = bytes.getString(at: r.lowerBound, length: r.count).flatMap({ Int($0) }),
+                  numkeys > 0 else { return nil }
+            return firstArguments.2
+        }
+    }
+
+    enum Routing { case firstArgument, afterNumkeys, none }
+
+    static func routing(of name: String) -> Routing {
         switch name.uppercased() {
         case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO":
-            // EVAL script numkeys key...: the first key, if any.
-            guard arguments.count >= 3, let numkeys = arguments[1] as? Int ?? (arguments[1] as? String).flatMap({ Int($0) }),
-                  numkeys > 0 else { return nil }
-            return 2
+            return .afterNumkeys
         case "PING", "INFO", "ECHO", "SCRIPT", "CLUSTER", "CONFIG", "CLIENT", "DBSIZE", "FLUSHALL", "FLUSHDB",
              "TIME", "HELLO", "AUTH", "SELECT", "PUBLISH", "SUBSCRIBE", "PSUBSCRIBE", "SCAN", "KEYS", "RANDOMKEY",
-             "ACL", "DEBUG", "COMMAND", "MULTI", "EXEC", "DISCARD", "READONLY", "READWRITE", "ASKING", "WAIT", "LASTSAVE":
-            return nil
+             "ACL", "DEBUG", "COMMAND", "MULTI", "EXEC", "DISCARD", "READONLY", "READWRITE", "ASKING", "WAIT", "LASTSAVE",
+             "FUNCTION", "MEMORY", "SLOWLOG", "LATENCY", "MODULE", "SWAPDB", "SAVE", "BGSAVE", "SHUTDOWN":
+            return .none
         default:
-            return 0
+            return .firstArgument
         }
     }
 

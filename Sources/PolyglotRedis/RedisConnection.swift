@@ -53,6 +53,9 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         let timeout = configuration.commandTimeout
         let loop = eventLoop ?? configuration.eventLoopGroup.next()
         let serverName = configuration.tls?.serverName ?? (isIPAddress(configuration.host) ? nil : configuration.host)
+        // The handler is made in the channel initializer and handed out through this promise (looking it up
+        // after connecting races with a TLS handshake that fails and tears the pipeline down).
+        let handlerPromise = loop.makePromise(of: NIOLoopBound<RedisConnectionHandler>.self)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -61,13 +64,16 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                     }
-                    try channel.pipeline.syncOperations.addHandler(RedisConnectionHandler(address: address, commandTimeout: timeout))
+                    let handler = RedisConnectionHandler(address: address, commandTimeout: timeout)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
         } catch {
+            handlerPromise.fail(error)
             let timedOut = "\(error)".contains("connectTimeout") || "\(error)".lowercased().contains("timeout")
             throw RedisError(.connectFailed,
                              timedOut ? "Could not connect to Redis at \(address) within \(configuration.connectTimeout)."
@@ -77,9 +83,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         }
         let handler: NIOLoopBound<RedisConnectionHandler>
         do {
-            handler = try await channel.eventLoop.submit {
-                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisConnectionHandler.self), eventLoop: channel.eventLoop)
-            }.get()
+            handler = try await handlerPromise.futureResult.get()
         } catch {
             channel.close(promise: nil)
             throw RedisError.closed(address, while: "during set-up")
@@ -185,14 +189,12 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// Sends a command and returns its reply as it came, error replies included.
     func sendRaw(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         try checkSize(command)
-        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        submit(CollectionOfOne(command.bytes), reply: .single(promise))
         do {
-            return try await promise.futureResult.get()
-        } catch let e as RedisError {
-            throw e
+            return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<RESPValue, any Error>) in
+                submit(CollectionOfOne(command.bytes), reply: .single(c))
+            }
         } catch {
-            throw RedisError.closed(address, while: "(\(error))")
+            throw asRedisError(error)
         }
     }
 
@@ -202,15 +204,17 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
         for c in commands { try checkSize(c) }
-        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        submit(commands.lazy.map(\.bytes), reply: .batch(promise, count: commands.count))
         do {
-            return try await promise.futureResult.get()
-        } catch let e as RedisError {
-            throw e
+            return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<[RESPValue], any Error>) in
+                submit(commands.lazy.map(\.bytes), reply: .batch(c, count: commands.count))
+            }
         } catch {
-            throw RedisError.closed(address, while: "(\(error))")
+            throw asRedisError(error)
         }
+    }
+
+    private func asRedisError(_ error: any Error) -> RedisError {
+        (error as? RedisError) ?? RedisError.closed(address, while: "(\(error))")
     }
 
     /// Writes a command whose replies are not matched to it (pub/sub commands: their confirmations arrive as messages).
