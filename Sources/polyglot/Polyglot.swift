@@ -11,7 +11,7 @@ struct PolyglotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "polyglot",
         abstract: "Polyglot: one application, many specialized databases.",
-        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self],
+        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self, VerifyCommand.self],
         defaultSubcommand: nil
     )
 }
@@ -167,6 +167,41 @@ struct RelayCommand: AsyncParsableCommand {
         print(TextTable.render(header: ["copy", "leader", "applied position", "applied", "dead letters", "last error"], rows: relay.status().map {
             [$0.copy, $0.leader ? "yes" : "no", "\($0.appliedPosition)", "\($0.applied)", "\($0.deadLetters)", $0.lastError ?? "-"]
         }, rightAligned: [2, 3, 4]))
+    }
+}
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Compare each projection copy on another engine with its source: missing, stale and orphaned documents.",
+        discussion: "Changes still on their way through the relay show up as differences; verify after `polyglot relay --once`, or run it twice.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Only this copy (dataset@engine) or dataset.") var target: String?
+    @Flag(help: "Fix the differences from the source.") var repair = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let db = try await options.open()
+            let relay = db.relay()
+            var name = target
+            if let t = target, !t.contains("@") {
+                let matching = relay.copies.filter { $0.dataset.name == t }
+                guard matching.count == 1 else {
+                    try await db.close()
+                    throw PolyglotError(.unknownDataset, "'\(t)' names \(matching.count) copies (copies: \(relay.copies.map(\.name).joined(separator: ", "))).",
+                                        fix: "Name one copy as dataset@engine.")
+                }
+                name = matching[0].name
+            }
+            let reports = try await relay.verify(name, repair: repair) { copy, checked, total in
+                FileHandle.standardError.write(Data("\r\(copy): checked \(checked) of \(total)".utf8))
+            }
+            FileHandle.standardError.write(Data("\n".utf8))
+            try await db.close()
+            if reports.isEmpty { print("Nothing to verify: no dataset has a projection on another engine than its own.") }
+            for r in reports { print(r.description) }
+            if reports.contains(where: { !$0.isClean && !$0.repaired }) { throw ExitCode(1) }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Polyglot
 import PolyglotSQLite
+import Synchronization
 import Testing
 
 /// Projections on another engine than their dataset's, kept by the relay: the source is one SQLite file, the
@@ -140,6 +141,34 @@ import Testing
         _ = try? await running.value
         // Without a token nothing waits (the projection may lag).
         #expect(try await articles.search("tokens").map(\.id) == ["t1"])
+        try await db.close()
+    }
+
+    @Test func verifyFindsMissingStaleAndOrphanedDocumentsAndRepairFixesThem() async throws {
+        let dir = tempDir()
+        let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+        let articles = try db.documents("articles")
+        try await articles.put("a1", ["title": "Raft consensus", "body": "logs"])
+        try await articles.put("a2", ["title": "Paxos made simple", "body": "acceptors"])
+        try await articles.put("a3", ["title": "Sourdough", "body": "bread"])
+        let relay = db.relay()
+        try await relay.catchUp()
+        #expect(try await relay.verify().map(\.isClean) == [true])
+        // Damage the copy behind the relay's back: lose a2, change a1, add a document the source never had.
+        _ = try await db.sql(on: "index", "DELETE FROM articles WHERE id = 'a2'")
+        _ = try await db.sql(on: "index", "UPDATE articles SET body = '{\"title\":\"tampered\"}' WHERE id = 'a1'")
+        _ = try await db.sql(on: "index", "INSERT INTO articles(id, version, body) VALUES ('ghost', 1, '{\"title\":\"ghost\"}')")
+        let checked = Mutex(0)
+        let report = try #require(try await relay.verify(progress: { _, n, _ in checked.withLock { $0 = n } }).first)
+        #expect(report.missing == ["a2"] && report.stale == ["a1"] && report.orphaned == ["ghost"] && !report.repaired, "\(report)")
+        #expect(report.sourceDocuments == 3 && report.copyDocuments == 3 && checked.withLock { $0 } == 3)
+        #expect(report.description.contains("1 missing (e.g. a2)"))
+        let repaired = try #require(try await relay.verify("articles@index", repair: true).first)
+        #expect(repaired.repaired)
+        #expect(try await relay.verify().map(\.isClean) == [true])
+        #expect(try await articles.search("Paxos").map(\.id) == ["a2"])
+        #expect(try await articles.search("consensus").map(\.id) == ["a1"])
+        await #expect(throws: PolyglotError.self) { try await relay.verify("nope@index") }
         try await db.close()
     }
 
