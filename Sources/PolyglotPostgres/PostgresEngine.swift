@@ -284,11 +284,13 @@ public final class PostgresEngine: Engine, EngineFactory {
     /// How long outbox events are kept (option `outboxRetention`, default 24h), until the relay consumes them.
     var outboxRetention: Duration { settings.outboxRetention }
 
-    public func maintain(now: Date) async throws {
+    public func maintain(now: Date) async throws { try await maintain(now: now, outboxNeededFrom: nil) }
+
+    public func maintain(now: Date, outboxNeededFrom: Int64?) async throws {
         let cutoff = now.addingTimeInterval(-outboxRetention.seconds)
         try await write { c in
             var q = PGQuery()
-            q.sql = "DELETE FROM \(self.outbox) WHERE created_at < \(q.bind(cutoff))"
+            q.sql = "DELETE FROM \(self.outbox) WHERE created_at < \(q.bind(cutoff)) AND position < \(q.bind(outboxNeededFrom ?? .max))"
             try await self.execute(c, q)
         }
     }

@@ -185,10 +185,12 @@ public final class SQLiteEngine: Engine, EngineFactory {
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
-    public func maintain(now: Date) async throws {
+    public func maintain(now: Date) async throws { try await maintain(now: now, outboxNeededFrom: nil) }
+
+    public func maintain(now: Date, outboxNeededFrom: Int64?) async throws {
         let cutoff = now.timeIntervalSince1970 - outboxRetention
         let pruned = try await write { c -> Int in
-            try c.run("DELETE FROM _polyglot_outbox WHERE created_at < ?", [.real(cutoff)])
+            try c.run("DELETE FROM _polyglot_outbox WHERE created_at < ? AND position < ?", [.real(cutoff), .integer(outboxNeededFrom ?? .max)])
             return c.changes
         }
         if pruned > 0 { logger.debug("outbox pruned", metadata: ["events": "\(pruned)"]) }

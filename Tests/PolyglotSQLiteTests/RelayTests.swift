@@ -172,6 +172,27 @@ import Testing
         try await db.close()
     }
 
+    @Test func maintenanceKeepsOutboxEventsARelayedCopyHasNotAppliedHoweverOld() async throws {
+        let dir = tempDir()
+        let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
+        let articles = try db.documents("articles")
+        for i in 0..<3 { try await articles.put("m\(i)", ["title": .string("old \(i)"), "body": "x"]) }
+        func outbox() async throws -> Int { try await db.sql(on: "primary", "SELECT count(*) AS n FROM _polyglot_outbox").first?["n"]?.intValue ?? -1 }
+        // Three days later (retention is 24 h), with no relay having run: nothing may go.
+        let later = Date().addingTimeInterval(3 * 86_400)
+        try await db.maintain(now: later)
+        #expect(try await outbox() == 3)
+        let relay = db.relay()
+        #expect(try await relay.catchUp() == 3)
+        try await articles.put("m3", ["title": "new", "body": "y"])
+        // Now the three applied events are pruned, and the one not yet applied stays.
+        try await db.maintain(now: later)
+        #expect(try await outbox() == 1)
+        #expect(try await relay.catchUp() == 1)
+        #expect(try await articles.search("new").map(\.id) == ["m3"])
+        try await db.close()
+    }
+
     @Test func aProjectionOnAnEngineWithoutDocumentsOrTransactionsIsRefusedWithTheFix() async throws {
         let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: ":memory:"), EngineSpec(name: "mem", kind: "memory")],
                           datasets: [DatasetSpec(name: "docs", model: .documents, engine: "primary", projections: [.search(on: "mem", fields: ["title"])])])

@@ -36,6 +36,9 @@ public protocol Engine: Sendable {
 
     /// Periodic housekeeping, called by ``Polyglot/maintain(now:)``: pruning logs, expiring data.
     func maintain(now: Date) async throws
+    /// The same, told that relayed copies still need this engine's outbox events from position
+    /// `outboxNeededFrom` on (nil when no copy reads it): an engine keeps those however old they are.
+    func maintain(now: Date, outboxNeededFrom: Int64?) async throws
 
     /// The token of a write at `position` in this engine's change log. Engines with read replicas add what a
     /// replica must have replayed to serve a read that carries it.
@@ -72,6 +75,7 @@ extension Engine {
     public func ping() async throws {}
     public func consistencyToken(position: Int64) -> ConsistencyToken { ConsistencyToken(engine: spec.name, position: position) }
     public func maintain(now: Date) async throws {}
+    public func maintain(now: Date, outboxNeededFrom: Int64?) async throws { try await maintain(now: now) }
 }
 
 /// What an engine is given when it opens.

@@ -184,12 +184,20 @@ public final class Polyglot: Service, Sendable {
     }
 
     /// Housekeeping that `run()` does every flush interval: deletes time-series samples past their dataset's
-    /// `retention:` and lets each engine prune its logs (the SQLite outbox keeps events for `outboxRetention`).
+    /// `retention:` and lets each engine prune its logs: outbox events older than `outboxRetention` go, except
+    /// those a relayed copy has not applied yet.
     public func maintain(now: Date = Date()) async throws {
         for ds in map.datasets where ds.model == .timeSeries && ds.retention != nil {
             try await timeSeries(ds.name).applyRetention(now: now)
         }
-        for name in engines.keys.sorted() { try await engines[name]!.maintain(now: now) }
+        // Outbox events a relayed copy has not applied yet are kept, however old.
+        var needed: [String: Int64] = [:]
+        for copy in RelayedCopy.all(in: map) {
+            let state = try engines[copy.target]!.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+            let next = try await RelayCheckpoint.load(copy, from: state).position + 1
+            needed[copy.dataset.engine] = min(needed[copy.dataset.engine] ?? .max, next)
+        }
+        for name in engines.keys.sorted() { try await engines[name]!.maintain(now: now, outboxNeededFrom: needed[name]) }
     }
 
     /// Until cancelled (or graceful shutdown): persists telemetry and runs ``maintain(now:)`` every flush interval,
