@@ -149,4 +149,37 @@ struct TwoProcesses {
             #expect(try second?.json()["e"] == .string(""))
         }
     }
+
+    @Test func jitterSpreadsTheTTLs() async throws {
+        let p = try await TwoProcesses.open()
+        defer { Task { await p.close() } }
+        let backend = try p.a.cacheBackend(for: "items")
+        let redis = try #require(try p.a.engine("cache") as? RedisEngine)
+        var ttls: [Int64] = []
+        for i in 0..<20 {
+            let key = "doc\u{1F}items\u{1F}j\(i)"
+            #expect(try await backend.fill(key, CachedEntry(version: 1, data: Data("{}".utf8)), ttl: .seconds(100), jitter: 0.2, loadStartedAt: .now))
+            ttls.append(try await redis.client.send("PTTL", redis.keyPrefix + "c:" + key).int ?? -1)
+        }
+        #expect(ttls.allSatisfy { (79_000...120_000).contains($0) }, "within ±20% of 100 s: \(ttls)")
+        #expect(Set(ttls.map { $0 / 1000 }).count > 3, "entries filled together expire apart: \(ttls)")
+    }
+
+    /// Another process holds the single-flight lock and never fills (it crashed mid-load): a miss waits at most
+    /// `waitTimeout`, then loads the source itself and answers.
+    @Test func aStuckLoaderDelaysOthersOnlyUpToTheWaitTimeout() async throws {
+        let p = try await TwoProcesses.open(options: ["waitTimeout": "300ms", "lockTimeout": "300ms"])
+        defer { Task { await p.close() } }
+        try await p.a.documents("items").put("s", ["v": 7])
+        let redis = try #require(try p.a.engine("cache") as? RedisEngine)
+        _ = try await redis.client.send("SET", redis.keyPrefix + "l:doc\u{1F}items\u{1F}s", "999999", "PX", 60_000)
+        let results = try await withThrowingTaskGroup(of: JSON?.self) { group in
+            for i in 0..<10 { group.addTask { try await (i % 2 == 0 ? p.a : p.b).documents("items").get("s")?.json()["v"] } }
+            var out: [JSON?] = []
+            for try await r in group { out.append(r) }
+            return out
+        }
+        #expect(results.count == 10 && results.allSatisfy { $0 == 7 })
+        #expect(p.sourceLoads >= 1)
+    }
 }

@@ -168,4 +168,46 @@ final class LogRecorder: Sendable {
         }
         #expect(hits > 0, "the cache never served a hit after the server came up")
     }
+
+    /// More invalidations than `maxPendingInvalidations` during an outage: the cache namespace is dropped on
+    /// recovery, so nothing stale can be served.
+    @Test func tooManyInvalidationsDropTheWholeNamespace() async throws {
+        let url = try #require(RedisServers.fault, Comment(rawValue: TestServers.missing(RedisServers.faultVariable)))
+        let cache = RedisEngineFixture.engine(url, name: "cache", options: ["retryInterval": "100ms", "connectTimeout": "500ms", "maxPendingInvalidations": "2"])
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: ":memory:"), cache],
+                          datasets: [DatasetSpec(name: "items", model: .documents, engine: "primary", projections: [.cache(on: "cache", ttl: .seconds(600))])])
+        let db = try await Polyglot(map: map, registry: RedisEngineFixture.registry)
+        defer { Task { try? await db.close() } }
+        let redis = try #require(try db.engine("cache") as? RedisEngine)
+        let items = try db.documents("items")
+        for i in 0..<5 {
+            try await items.put("k\(i)", ["v": 1])
+            _ = try await items.get("k\(i)")
+        }
+        // Stand-ins for entries the outage will make stale: the restart below keeps the data (SAVE + reload).
+        let dir = try await redis.client.send("CONFIG", "GET", "dir").array?.last?.string ?? ""
+        _ = try await redis.client.send("SAVE")
+        try redisControl(Self.server, "stop")
+        var restarted = false
+        defer { if !restarted { try? redisControl(Self.server, "start") } }
+        for i in 0..<5 { try await items.put("k\(i)", ["v": 2]) }
+        let during = try #require(db.telemetry.snapshot().caches["cache"])
+        #expect(during.degraded && during.pendingInvalidations <= 2)
+        try redisControl(Self.server, "start")
+        restarted = true
+        defer { try? FileManager.default.removeItem(atPath: dir + "/dump.rdb") }
+        let probe = try RedisClient(url: url)
+        let stale = try await probe.send("GET", redis.keyPrefix + "c:doc\u{1F}items\u{1F}k0").string
+        #expect(stale?.hasPrefix("V") == true, "the restarted server holds the pre-outage entries")
+        var recovered = false
+        for _ in 0..<200 {
+            for i in 0..<5 { #expect(try await items.get("k\(i)")?.json()["v"] == 2) }
+            if db.telemetry.snapshot().caches["cache"]?.degraded == false { recovered = true; break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(recovered)
+        for i in 0..<5 { #expect(try await items.get("k\(i)")?.json()["v"] == 2) }
+        _ = try await probe.send("FLUSHALL")
+        await probe.close()
+    }
 }
