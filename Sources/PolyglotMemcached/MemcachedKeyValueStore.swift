@@ -90,18 +90,27 @@ struct MemcachedKeyValueStore: KeyValueStore {
                       fix: "Retry; spread very hot counters over several keys.", retryable: true)
     }
 
+    static let maxListings = 4
+
     /// Lists the server's keys (`lru_crawler metadump all`), keeps this dataset's that start with `prefix`,
     /// sorts them and reads their values. memcached has no ordered index: every scan walks the whole cache.
     func scan(prefix: String, after: String?, limit: Int) async throws -> [KeyValueEntry] {
         try await engine.call("scan of '\(dataset)'") {
-            let dumped = try await client.dumpKeys()
+            // memcached's crawler skips items whose lock is busy at that moment, so one listing can miss keys under
+            // concurrent traffic: take the union of listings until one adds nothing new (at least 2, at most 4).
+            var seen = Set<String>()
+            for round in 0..<Self.maxListings {
+                let before = seen.count
+                for d in try await client.dumpKeys() where d.key.hasPrefix(coder.namespace) { seen.insert(d.key) }
+                if round >= 1, seen.count == before { break }
+            }
             func wanted(_ key: String) -> Bool { key.hasPrefix(prefix) && (after.map { key > $0 } ?? true) }
             var candidates: [(key: String, stored: String)] = []
             var hashedKeys: [String] = []
-            for d in dumped {
-                switch coder.decode(d.key) {
-                case .plain(let k)?: if wanted(k) { candidates.append((k, d.key)) }
-                case .hashed?: hashedKeys.append(d.key)
+            for stored in seen {
+                switch coder.decode(stored) {
+                case .plain(let k)?: if wanted(k) { candidates.append((k, stored)) }
+                case .hashed?: hashedKeys.append(stored)
                 case nil: break
                 }
             }
