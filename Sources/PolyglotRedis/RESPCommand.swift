@@ -105,12 +105,34 @@ public struct RedisCommand: Sendable {
     var bytes: ByteBuffer
     /// The size of the largest argument, checked against ``RedisConfiguration/maxValueBytes`` before sending.
     let largestArgument: Int
-    /// Where, inside `bytes`, the first three arguments after the name are (for cluster routing), or an explicit
-    /// key's range in `explicitKey`.
-    let firstArguments: (Range<Int>?, Range<Int>?, Range<Int>?)
-    let explicitKey: Range<Int>??
+    /// Where, inside `bytes`, the first three arguments after the name are (for cluster routing), and an explicit
+    /// key's range (kept small and trivially copyable: commands are copied into arrays on the hot path).
+    let firstArguments: ArgumentRanges
+    let explicitKey: ArgumentRange
 
-    init(name: String, writer w: Writer, explicitKey: Range<Int>?? = nil) {
+    /// A byte range as two 32-bit offsets; `start == -1` means absent.
+    struct ArgumentRange: Sendable {
+        var start: Int32 = -1
+        var end: Int32 = -1
+        static let none = ArgumentRange()
+        /// "No key" given explicitly.
+        static let noKey = ArgumentRange(start: -2, end: -2)
+        init() {}
+        init(start: Int32, end: Int32) {
+            self.start = start
+            self.end = end
+        }
+        init(_ r: Range<Int>?) {
+            if let r { start = Int32(truncatingIfNeeded: r.lowerBound); end = Int32(truncatingIfNeeded: r.upperBound) }
+        }
+        var range: Range<Int>? { start >= 0 ? Int(start)..<Int(end) : nil }
+    }
+
+    struct ArgumentRanges: Sendable {
+        var a0 = ArgumentRange.none, a1 = ArgumentRange.none, a2 = ArgumentRange.none
+    }
+
+    init(name: String, writer w: Writer, explicitKey: ArgumentRange = .none) {
         self.name = name
         self.argumentCount = w.count + 1
         self.bytes = w.buffer
@@ -125,7 +147,7 @@ public struct RedisCommand: Sendable {
         var largest = 0
         var index = 0
         let count: Int
-        var firstArguments: (Range<Int>?, Range<Int>?, Range<Int>?) = (nil, nil, nil)
+        var firstArguments = ArgumentRanges()
         var keyIndex: Int?
         var keyRange: Range<Int>?
 
@@ -147,9 +169,9 @@ public struct RedisCommand: Sendable {
             a.writeRedisArgument(into: &buffer)
             let range = start..<buffer.writerIndex
             switch index {
-            case 0: firstArguments.0 = range
-            case 1: firstArguments.1 = range
-            case 2: firstArguments.2 = range
+            case 0: firstArguments.a0 = ArgumentRange(range)
+            case 1: firstArguments.a1 = ArgumentRange(range)
+            case 2: firstArguments.a2 = ArgumentRange(range)
             default: break
             }
             if index == keyIndex { keyRange = range }
@@ -195,7 +217,7 @@ public struct RedisCommand: Sendable {
         var w = Writer(name: name, count: arguments.count, capacity: size)
         w.keyIndex = keyIndex
         for a in arguments { w.append(existential: a) }
-        self.init(name: name, writer: w, explicitKey: keyIndex == nil ? nil : .some(w.keyRange))
+        self.init(name: name, writer: w, explicitKey: keyIndex == nil ? .none : (w.keyRange.map { ArgumentRange($0) } ?? .noKey))
     }
 
     /// A command from an array whose first element is the name: `RedisCommand(["SET", key, value])`.
@@ -212,16 +234,17 @@ public struct RedisCommand: Sendable {
 
     /// Where the key that routes this command in a cluster is, inside `bytes` (nil: no key).
     var keyRange: Range<Int>? {
-        if let explicit = explicitKey { return explicit }
-        guard let first = firstArguments.0 else { return nil }
+        if explicitKey.start == -2 { return nil }
+        if let explicit = explicitKey.range { return explicit }
+        guard let first = firstArguments.a0.range else { return nil }
         switch RedisCommand.routing(of: name) {
         case .firstArgument: return first
         case .none: return nil
         case .afterNumkeys:
             // EVAL script numkeys key ...: the first key, if numkeys > 0.
-            guard let r = firstArguments.1, let numkeys = bytes.getString(at: r.lowerBound, length: r.count).flatMap({ Int($0) }),
+            guard let r = firstArguments.a1.range, let numkeys = bytes.getString(at: r.lowerBound, length: r.count).flatMap({ Int($0) }),
                   numkeys > 0 else { return nil }
-            return firstArguments.2
+            return firstArguments.a2.range
         }
     }
 

@@ -28,15 +28,17 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         var deadline: NIODeadline
     }
 
-    private var queue = CircularBuffer<Entry>(initialCapacity: 32)
+    // Only touched on the event loop, so the runtime's exclusivity checks (a cost on every access of a class's
+    // stored property) are switched off for these.
+    @exclusivity(unchecked) private var queue = CircularBuffer<Entry>(initialCapacity: 32)
     /// Replies collected so far for the batch at the head of the queue.
-    private var batchResults: [RESPValue] = []
-    private var received: ByteBuffer?
+    @exclusivity(unchecked) private var batchResults: [RESPValue] = []
+    @exclusivity(unchecked) private var received: ByteBuffer?
     private let parser = RESPParser()
-    private var context: ChannelHandlerContext?
-    private var timer: Scheduled<Void>?
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var timer: Scheduled<Void>?
     /// Set once the connection cannot be used any more; new commands fail with it at once.
-    private(set) var failure: RedisError?
+    @exclusivity(unchecked) private(set) var failure: RedisError?
 
     let address: String
     let commandTimeout: TimeAmount?
