@@ -79,13 +79,26 @@ enum RESPEncoding {
             buffer.writeInteger(UInt8(48 + v))
             return
         }
+        if v >= 10 && v < 100 {
+            buffer.writeInteger(UInt16(48 + v / 10) << 8 | UInt16(48 + v % 10))
+            return
+        }
         buffer.writeString(String(v))
     }
 
+    /// `*N\r\n` or `$N\r\n`; one write for the common small lengths.
+    @inline(__always)
     static func writeHeader(_ type: UInt8, _ n: Int, into buffer: inout ByteBuffer) {
-        buffer.writeInteger(type)
-        writeDecimal(Int64(n), into: &buffer)
-        buffer.writeInteger(UInt16(0x0D0A))
+        if n >= 0 && n < 10 {
+            buffer.writeInteger(UInt32(type) << 24 | UInt32(48 + n) << 16 | 0x0D0A)
+        } else if n >= 10 && n < 100 {
+            buffer.writeInteger(UInt8(type))
+            buffer.writeInteger(UInt32(48 + n / 10) << 24 | UInt32(48 + n % 10) << 16 | 0x0D0A)
+        } else {
+            buffer.writeInteger(type)
+            writeDecimal(Int64(n), into: &buffer)
+            buffer.writeInteger(UInt16(0x0D0A))
+        }
     }
 }
 
