@@ -148,7 +148,7 @@ public final class MemcachedEngine: Engine, EngineFactory {
     func checkSize(_ bytes: Int, key: String, dataset: String?) throws {
         guard bytes > settings.maxValueBytes else { return }
         let which = dataset.map { "Dataset '\($0)': the value for '\(key)'" } ?? "The cache entry '\(key)'"
-        throw PolyglotError(.limitExceeded, "\(which) takes \(bytes) bytes in memcached (with a \(bytes > StoredValue.fixedHeaderBytes ? "small " : "")header); memcached engine '\(spec.name)' accepts at most \(settings.maxValueBytes) (maxValueBytes). Nothing was written.",
+        throw PolyglotError(.limitExceeded, "\(which) takes \(bytes) bytes in memcached (the value and Polyglot's header); memcached engine '\(spec.name)' accepts at most \(settings.maxValueBytes) (maxValueBytes). Nothing was written.",
                             fix: "Store large values elsewhere and keep a reference here, or raise the server's -I limit and the engine's maxValueBytes together.")
     }
 

@@ -35,20 +35,23 @@ struct StoredValue: Equatable {
     static func expiry(after ttl: Duration?, now: Int64 = nowMillis()) -> Int64 {
         guard let ttl else { return 0 }
         let (s, atto) = ttl.components
-        let ms = s * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000
+        // Capped at ~31,700 years, so the arithmetic cannot overflow.
+        let ms = min(s, 1_000_000_000_000) * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000
         return now + max(1, ms)
     }
 
     func isLive(now: Int64) -> Bool { expiresAtMillis == 0 || now < expiresAtMillis }
 
     /// The `exptime` to give memcached: a little after the exact expiry (the server counts whole seconds), or 0.
-    /// Up to 30 days it is relative; beyond, memcached reads it as a Unix time.
+    /// Up to 30 days it is relative; beyond, memcached reads it as a Unix time, which it parses as a 32-bit
+    /// integer: an expiry past 2038 gets 0 (the server keeps the item until evicted; reads still honour the exact expiry).
     static func serverExptime(_ expiresAtMillis: Int64, now: Int64 = nowMillis()) -> Int {
         guard expiresAtMillis > 0 else { return 0 }
         let remaining = max(0, expiresAtMillis - now)
         let seconds = Int((remaining + 999) / 1000) + 1
         if seconds <= 30 * 86_400 { return seconds }
-        return Int((expiresAtMillis + 999) / 1000) + 1
+        let absolute = Int(expiresAtMillis / 1000) + 2
+        return absolute < Int(Int32.max) ? absolute : 0
     }
 
     func encoded() -> Data {

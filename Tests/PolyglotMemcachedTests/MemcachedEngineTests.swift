@@ -102,6 +102,25 @@ func openKeyValue(options: [String: String] = [:], maxKeyBytes: Int = 512, maxVa
         try await db.close()
     }
 
+    @Test func subSecondAndVeryLongTTLs() async throws {
+        let db = try await openKeyValue()
+        let kv = try db.keyValue("kv")
+        // memcached counts whole seconds; the engine's exact expiry hides a 300 ms key after 300 ms.
+        try await kv.set("short", "x", ttl: .milliseconds(300))
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await kv.get("short") == nil)
+        #expect(try await !kv.delete("short"), "an expired key was reported deleted")
+        #expect(try await kv.increment("short") == 1, "an expired key must count as missing")
+        // 40 days (memcached's absolute exptime), 20 years (past 2038, no server expiry) and the largest Duration.
+        for (key, ttl) in [("days", Duration.seconds(40 * 86_400)), ("years", .seconds(20 * 365 * 86_400)), ("max", .seconds(Int64.max))] {
+            try await kv.set(key, "v", ttl: ttl)
+            #expect(try await kv.getString(key) == "v", "\(key)")
+            let expires = try #require(try await kv.scan(prefix: key).first?.expiresAt)
+            #expect(expires.timeIntervalSinceNow > 39 * 86_400, "\(key)")
+        }
+        try await db.close()
+    }
+
     @Test func badOptionsAreClearErrors() async throws {
         let url = MemcachedServers.main
         let cases: [(EngineSpec, String)] = [
