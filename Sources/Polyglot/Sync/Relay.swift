@@ -39,8 +39,11 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
 
     /// Where the relay keeps its checkpoints and leases on each target engine (a key-value dataset).
     public static func stateSpec(on engine: String) -> DatasetSpec {
-        DatasetSpec(name: "_polyglot_relay", model: .keyValue, engine: engine, maxValueBytes: 1 << 16)
+        DatasetSpec(name: "_polyglot_relay", model: .keyValue, engine: engine, maxKeyBytes: 4096, maxValueBytes: 1 << 16)
     }
+
+    /// The state key holding the source version last applied to `key` of the copy named `copy`.
+    static func versionKey(_ copy: String, _ key: String) -> String { "version\u{1F}\(copy)\u{1F}\(key)" }
 }
 
 /// How a relay works through the outbox.
@@ -247,16 +250,23 @@ final class RelayWorker: Sendable {
         let holder = options.holder
         let leaseSeconds = Double(options.leaseDuration.components.seconds) + Double(options.leaseDuration.components.attoseconds) / 1e18
         let copyName = copy.name, deadPrefix = self.deadPrefix
-        let (leader, dead) = try await target.withTransaction { () async throws -> (Bool, [DeadLetter]) in
+        let (leader, dead, applied) = try await target.withTransaction { () async throws -> (Bool, [DeadLetter], Int) in
             // The increment takes a row lock (PostgreSQL) or the write lock (SQLite) held until commit, so lease
             // checks of concurrent relays on this copy run one after the other.
             _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
             if let raw = try await kv.get(self.leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw),
                lease.holder != holder, lease.expires > now.timeIntervalSince1970 {
-                return (false, [])
+                return (false, [], 0)
             }
             var dead: [DeadLetter] = []
+            var applied = 0
             for event in mine {
+                // Per key, an event applies only over an older one: a replay, or a repair that already wrote a
+                // newer state, leaves the copy as it is.
+                let versionKey = RelayedCopy.versionKey(copyName, event.key)
+                if let held = try await kv.get(versionKey).flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }), held >= event.position {
+                    continue
+                }
                 do {
                     switch event.operation {
                     case "put":
@@ -269,6 +279,8 @@ final class RelayWorker: Sendable {
                     default:
                         continue
                     }
+                    _ = try await kv.set(versionKey, Data(String(event.position).utf8), ttl: nil)
+                    applied += 1
                 } catch {
                     let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: "\(error)")
                     dead.append(letter)
@@ -280,7 +292,7 @@ final class RelayWorker: Sendable {
                 _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: batch.next.state, position: max(position, checkpoint.position))), ttl: nil)
             }
             _ = try await kv.set(self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds)), ttl: nil)
-            return (true, dead)
+            return (true, dead, applied)
         }
         for letter in dead {
             logger.error("relay: event set aside as a dead letter", metadata: ["copy": "\(copyName)", "position": "\(letter.position)", "key": "\(letter.key)", "error": "\(letter.error)"])
@@ -293,12 +305,12 @@ final class RelayWorker: Sendable {
             guard leader else { return }
             s.lastError = nil
             s.appliedPosition = max(s.appliedPosition, position)
-            s.applied += mine.count - dead.count
+            s.applied += applied
             s.deadLetters += dead.count
         }
         guard leader else { return nil }
-        if !mine.isEmpty {
-            telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: copy.target, operation: "relay.apply")).record(nanoseconds: 0, rows: mine.count, bytes: 0)
+        if applied > 0 {
+            telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: copy.target, operation: "relay.apply")).record(nanoseconds: 0, rows: applied, bytes: 0)
         }
         return batch.events.count
     }

@@ -50,14 +50,14 @@ extension Relay {
             }
             let copyCount = inCopy.count
             var report = VerifyReport(copy: copy.name, sourceDocuments: 0, copyDocuments: copyCount, missing: [], stale: [], orphaned: [], repaired: false)
-            var fixes: [(id: String, data: Data)] = []
+            var fixes: [(id: String, data: Data, version: Int64)] = []
             try await Self.pages(of: source) { docs in
                 for d in docs {
                     report.sourceDocuments += 1
                     let body = (try? JSON(parsing: d.data)) ?? .null
                     switch inCopy.removeValue(forKey: d.id) {
-                    case nil: report.missing.append(d.id); fixes.append((d.id, d.data))
-                    case let theirs? where theirs != body: report.stale.append(d.id); fixes.append((d.id, d.data))
+                    case nil: report.missing.append(d.id); fixes.append((d.id, d.data, d.version))
+                    case let theirs? where theirs != body: report.stale.append(d.id); fixes.append((d.id, d.data, d.version))
                     default: break
                     }
                 }
@@ -65,8 +65,12 @@ extension Relay {
             }
             report.orphaned = inCopy.keys.sorted()
             if repair, !report.isClean {
+                // Each fix also records the source version it wrote, so the relay will not put an older event over it.
+                let state = try db.engine(copy.target).keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
                 for start in stride(from: 0, to: fixes.count, by: 500) {
-                    _ = try await target.put(Array(fixes[start..<min(start + 500, fixes.count)]))
+                    let page = fixes[start..<min(start + 500, fixes.count)]
+                    _ = try await target.put(page.map { ($0.id, $0.data) })
+                    for f in page { _ = try await state.set(RelayedCopy.versionKey(copy.name, f.id), Data(String(f.version).utf8), ttl: nil) }
                 }
                 for id in report.orphaned { _ = try await target.delete(id) }
                 report.repaired = true
