@@ -58,6 +58,20 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
         pending.append(Pending(expect: request.expect, promise: request.promise, deadline: .now() + commandTimeout))
         if timer == nil { scheduleTimer() }
         context.write(wrapOutboundOut(request.bytes), promise: promise)
+        // One flush (one system call) for every request queued on the event loop in the meantime: requests from
+        // many tasks that arrive together go out together.
+        if !flushScheduled {
+            flushScheduled = true
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute { bound.value.flushNow() }
+        }
+    }
+
+    private var flushScheduled = false
+
+    private func flushNow() {
+        flushScheduled = false
+        context?.flush()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -164,7 +178,8 @@ final class MemcachedConnection: Sendable {
     func send(_ bytes: ByteBuffer, expect: MemcachedExpect) async throws -> MemcachedResponse {
         let promise = channel.eventLoop.makePromise(of: MemcachedResponse.self)
         let address = self.address
-        channel.writeAndFlush(MemcachedOutbound(bytes: bytes, expect: expect, promise: promise)).whenFailure { error in
+        // The handler flushes (see `MemcachedChannelHandler.write`).
+        channel.write(MemcachedOutbound(bytes: bytes, expect: expect, promise: promise)).whenFailure { error in
             // The request never reached the handler (channel already closed), or the socket write failed.
             if let e = error as? MemcachedError { promise.fail(e) } else {
                 promise.fail(MemcachedError(.connectionClosed, "could not send to memcached at \(address): \(error)"))
