@@ -8,7 +8,9 @@
 //
 // Throughput: GET and SET with C connections (default 50) each keeping P commands in flight (default 16), vs
 // `redis-benchmark -c C -P P -t get,set -d SIZE -n N`. Latency: one connection, one command at a time, round-trip
-// p50 vs `redis-benchmark -c 1 -P 1 -t get`. Each pair is measured R times, alternating, and the medians compared.
+// p50 vs `redis-benchmark -c 1 -P 1 -t get`. Each pair is measured R times back to back; the ratio is the median of
+// the per-round ratios. Ours runs twice: tasks on Swift's default executor, and tasks on the connections' event
+// loops (RedisEventLoopExecutor).
 // The server URL comes from --url, else $POLYGLOT_BENCH_REDIS_URL, else $POLYGLOT_TEST_REDIS_URL, else that
 // variable in .services/env. Arguments this file does not know are left for the cache benchmarks.
 // See docs/redis-client.md ("Benchmarks") for the latest results.

@@ -11,20 +11,31 @@ import Synchronization
 /// ``RedisError/Kind/unavailable`` instead of queueing behind a dead server.
 final class RedisPool: Sendable {
     let slots: [RedisPoolSlot]
+    /// The slots grouped by event loop: a task already running on one of these loops (see
+    /// ``RedisEventLoopExecutor``) gets a connection of its own loop, so its command never changes threads.
+    private let byLoop: [(loop: any EventLoop, slots: [RedisPoolSlot])]
     private let next = Atomic<Int>(0)
     private let isClosed = Atomic<Bool>(false)
 
     init(configuration: RedisConfiguration, sslContext: NIOSSLContext?) {
-        slots = (0..<configuration.poolSize).map { i in
+        let slots = (0..<configuration.poolSize).map { i in
             RedisPoolSlot(configuration: configuration, sslContext: sslContext, eventLoop: configuration.eventLoopGroup.next(), index: i)
         }
+        var groups: [(loop: any EventLoop, slots: [RedisPoolSlot])] = []
+        for s in slots {
+            if let i = groups.firstIndex(where: { $0.loop === s.eventLoop }) { groups[i].slots.append(s) } else { groups.append((s.eventLoop, [s])) }
+        }
+        self.slots = slots
+        self.byLoop = groups.count > 1 ? groups : []
     }
 
     func connection() async throws(RedisError) -> RedisConnection {
         if isClosed.load(ordering: .relaxed) { throw RedisError.clientClosed }
-        let i = next.add(1, ordering: .relaxed).newValue
-        let slot = slots[(i & Int.max) % slots.count]
-        return try await slot.connection()
+        let i = next.add(1, ordering: .relaxed).newValue & Int.max
+        for g in byLoop where g.loop.inEventLoop {
+            return try await g.slots[i % g.slots.count].connection()
+        }
+        return try await slots[i % slots.count].connection()
     }
 
     func close() async {
