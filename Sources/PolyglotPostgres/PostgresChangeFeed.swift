@@ -43,10 +43,10 @@ struct PostgresChangeFeed: ChangeFeed {
                 conditions.append("xid >= pg_snapshot_xmin(\(previous)::pg_snapshot)")
                 conditions.append("NOT pg_visible_in_snapshot(xid, \(previous)::pg_snapshot)")
             }
-            q.sql = "SELECT position, dataset, key, op, payload::text FROM \(engine.outbox) WHERE \(conditions.joined(separator: " AND ")) ORDER BY position LIMIT \(q.bind(limit))"
+            q.sql = "SELECT position, dataset, key, op, payload::text, created_at FROM \(engine.outbox) WHERE \(conditions.joined(separator: " AND ")) ORDER BY position LIMIT \(q.bind(limit))"
             let events = try await engine.fetch(c, q) { row in
-                let (p, d, k, op, payload) = try row.decode((Int64, String, String, String, String?).self)
-                return ChangeEvent(position: p, dataset: d, key: k, operation: op, payload: payload.map { Data($0.utf8) })
+                let (p, d, k, op, payload, at) = try row.decode((Int64, String, String, String, String?, Date?).self)
+                return ChangeEvent(position: p, dataset: d, key: k, operation: op, payload: payload.map { Data($0.utf8) }, createdAt: at)
             }
             if events.count < limit {
                 // The window is read to its end: the next batch starts where this snapshot left off.

@@ -9,9 +9,10 @@ struct SQLiteChangeFeed: ChangeFeed {
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor) {
         let last = Int64(cursor.state) ?? 0
         let events = try engine.read { c in
-            try c.query("SELECT position, dataset, key, op, payload FROM _polyglot_outbox WHERE position > ? ORDER BY position LIMIT ?",
+            try c.query("SELECT position, dataset, key, op, payload, created_at FROM _polyglot_outbox WHERE position > ? ORDER BY position LIMIT ?",
                         [.integer(last), .integer(Int64(limit))]).map { r in
-                ChangeEvent(position: r[0].int ?? 0, dataset: r[1].string ?? "", key: r[2].string ?? "", operation: r[3].string ?? "", payload: r[4].data)
+                ChangeEvent(position: r[0].int ?? 0, dataset: r[1].string ?? "", key: r[2].string ?? "", operation: r[3].string ?? "", payload: r[4].data,
+                            createdAt: r[5].double.map { Date(timeIntervalSince1970: $0) })
             }
         }
         return (events, ChangeCursor(state: String(events.last?.position ?? last)))

@@ -19,7 +19,7 @@ import Synchronization
 public final class SQLiteEngine: Engine, EngineFactory {
     public static let kind = "sqlite"
     public static let capabilities: Set<Capability> = [
-        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory,
+        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory, .analytics,
     ]
 
     public let spec: EngineSpec

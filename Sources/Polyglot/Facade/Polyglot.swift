@@ -50,7 +50,7 @@ public final class Polyglot: Service, Sendable {
                 var specs = map.datasets.filter { $0.engine == name }
                 // Projections on another engine than their dataset's are derived from a copy the relay keeps there.
                 let here = copies.filter { $0.target == name }
-                if !here.isEmpty { specs += here.map(\.copySpec) + [RelayedCopy.stateSpec(on: name)] }
+                if !here.isEmpty { specs += here.map { $0.kind == .analytics ? $0.analyticsSpec : $0.copySpec } + [RelayedCopy.stateSpec(on: name)] }
                 try await engine.prepare(specs)
                 if let cache = try? engine.cacheBackend() {
                     telemetry.registerCache(name) { cache.stats() }
@@ -59,6 +59,10 @@ public final class Polyglot: Service, Sendable {
             var runtimes: [String: DatasetRuntime] = [:]
             for ds in map.datasets {
                 runtimes[ds.name] = try DatasetRuntime(spec: ds, engines: engines, telemetry: telemetry)
+            }
+            // Analytics projections are read as tables: db.table("<dataset>_analytics").
+            for copy in copies where copy.kind == .analytics {
+                runtimes[copy.analyticsSpec.name] = try DatasetRuntime(spec: copy.analyticsSpec, engines: engines, telemetry: telemetry)
             }
             self.runtimes = runtimes
             let storeName = map.telemetry.store

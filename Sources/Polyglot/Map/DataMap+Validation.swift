@@ -158,14 +158,22 @@ extension DataMap {
         case .analytics, .stream:
             break
         }
-        if p.kind != .cache, p.engine != ds.engine, let caps = registry.capabilities(ofKind: engine.kind),
+        if p.kind == .analytics, datasets.contains(where: { $0.name == ds.name + "_analytics" }) {
+            problem(PolyglotError(.invalidDataMap, "\(at) keeps its rows in a table named '\(ds.name)_analytics', which is also a dataset of the map.",
+                                  fix: "Rename the dataset '\(ds.name)_analytics'."))
+        }
+        if p.kind == .analytics, let caps = registry.capabilities(ofKind: engine.kind), !caps.isSuperset(of: [.table, .transactions]) {
+            problem(PolyglotError(.missingCapability, "\(at) is on engine '\(p.engine)' (\(engine.kind)); the relay needs tables and transactions there to append the analytics rows.",
+                                  fix: "Put the analytics projection on a sqlite or postgres engine."))
+        }
+        if ![.cache, .analytics, .stream].contains(p.kind), p.engine != ds.engine, let caps = registry.capabilities(ofKind: engine.kind),
            !caps.isSuperset(of: [.documents, .transactions]) {
             // The relay keeps a copy of the documents on the projection's engine and applies each batch there in
             // one transaction with its checkpoint.
             problem(PolyglotError(.missingCapability, "\(at) is on engine '\(p.engine)' (\(engine.kind)), away from the dataset's engine '\(ds.engine)'; the relay needs documents and transactions there to keep the projection's copy.",
                                   fix: "Put the \(p.kind.rawValue) projection on '\(ds.engine)', or on a sqlite or postgres engine."))
         }
-        if p.kind == .analytics || p.kind == .stream {
+        if p.kind == .stream {
             problem(PolyglotError(.invalidDataMap, "\(at): \(p.kind.rawValue) projections need the outbox relay, which this version does not have yet.",
                                   fix: "Remove the projection for now."))
         }

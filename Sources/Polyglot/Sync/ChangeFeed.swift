@@ -10,9 +10,12 @@ public struct ChangeEvent: Sendable, Hashable {
     public var operation: String
     /// The written value where the engine keeps it (documents and table rows), as JSON.
     public var payload: Data?
+    /// When the write appended the event (the engine's clock).
+    public var createdAt: Date?
 
-    public init(position: Int64, dataset: String, key: String, operation: String, payload: Data?) {
+    public init(position: Int64, dataset: String, key: String, operation: String, payload: Data?, createdAt: Date? = nil) {
         self.position = position; self.dataset = dataset; self.key = key; self.operation = operation; self.payload = payload
+        self.createdAt = createdAt
     }
 }
 

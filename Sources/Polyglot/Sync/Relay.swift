@@ -3,36 +3,64 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// A projection placed on another engine than its dataset's source: the relay keeps a copy of the documents
-/// there, and that engine derives the projection (search, vectors, graph) from the copy in its own transactions.
+/// What the relay feeds from a dataset's outbox on one engine.
 ///
-/// One copy per (dataset, target engine) serves every projection of the dataset on that engine.
+/// - A **documents copy** (`dataset@engine`) serves the dataset's search, vectors and graph projections on an
+///   engine other than its own: the relay keeps a copy of the documents there, and that engine derives the
+///   projections from the copy in its own transactions. One copy per (dataset, engine) serves them all.
+/// - An **analytics** copy (`dataset.analytics@engine`) is an append-only table of every change, one row per
+///   outbox event with the projection's `fields:` flattened into columns, so reports run there and never on the source.
 public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable { case documents, analytics }
+
     /// The dataset as declared: its source engine and every projection.
     public let dataset: DatasetSpec
     /// The engine the copy lives on.
     public let target: String
+    public let kind: Kind
 
-    /// The copy's own spec on the target: the same name and fields, placed on the target, with only the
-    /// projections that live there.
+    public init(dataset: DatasetSpec, target: String, kind: Kind = .documents) {
+        self.dataset = dataset; self.target = target; self.kind = kind
+    }
+
+    /// A documents copy's own spec on the target: the same name and fields, placed on the target, with only
+    /// the projections that live there.
     public var copySpec: DatasetSpec {
         var s = dataset
         s.engine = target
-        s.projections = dataset.projections.filter { $0.engine == target && $0.kind != .cache }
+        s.projections = dataset.projections.filter { $0.engine == target && $0.kind != .cache && $0.kind != .analytics }
         return s
     }
 
-    /// The name used for its checkpoint, lease and telemetry: `dataset@target`.
-    public var name: String { "\(dataset.name)@\(target)" }
+    /// An analytics copy's table: `position` (the primary key), `key`, `op` (`put` or `delete`), `at` (when the
+    /// write happened, Unix seconds), then one column per projection field (`.` in a path becomes `_`), typed as
+    /// the dataset declares it (else JSON), or a single `document` column when the projection names no fields.
+    public var analyticsSpec: DatasetSpec {
+        let p = dataset.projection(.analytics)
+        var fields = [FieldSpec("position", .integer, nullable: false), FieldSpec("key", .string, nullable: false),
+                      FieldSpec("op", .string, nullable: false), FieldSpec("at", .number)]
+        if let p, !p.fields.isEmpty {
+            fields += p.fields.map { FieldSpec(Self.column($0), dataset.field($0)?.type ?? .json) }
+        } else {
+            fields.append(FieldSpec("document", .json))
+        }
+        return DatasetSpec(name: dataset.name + "_analytics", model: .table, engine: target, fields: fields, primaryKey: "position")
+    }
+
+    static func column(_ path: String) -> String { path.replacingOccurrences(of: ".", with: "_") }
+
+    /// The name used for its checkpoint, lease and telemetry: `dataset@engine`, or `dataset.analytics@engine`.
+    public var name: String { kind == .analytics ? "\(dataset.name).analytics@\(target)" : "\(dataset.name)@\(target)" }
     public var description: String { name }
 
-    /// Every relayed copy a data map needs: one per dataset and engine holding a non-cache projection of it
-    /// on an engine other than the dataset's own.
+    /// Every relayed copy a data map needs: a documents copy per dataset and engine holding its search, vectors
+    /// or graph projection away from the dataset's own engine, and an analytics copy per analytics projection.
     public static func all(in map: DataMap) -> [RelayedCopy] {
         var out: [RelayedCopy] = []
         for ds in map.datasets where ds.model == .documents {
-            let targets = Set(ds.projections.filter { $0.kind != .cache && $0.engine != ds.engine }.map(\.engine))
+            let targets = Set(ds.projections.filter { ![.cache, .analytics, .stream].contains($0.kind) && $0.engine != ds.engine }.map(\.engine))
             for t in targets.sorted() { out.append(RelayedCopy(dataset: ds, target: t)) }
+            if let p = ds.projection(.analytics) { out.append(RelayedCopy(dataset: ds, target: p.engine, kind: .analytics)) }
         }
         return out
     }
@@ -241,7 +269,9 @@ final class RelayWorker: Sendable {
                                 fix: "Put the dataset on a sqlite or postgres engine, or its projections on '\(copy.dataset.engine)'.")
         }
         let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
-        let docs = try target.documentStore(for: copy.copySpec)
+        let docs = copy.kind == .documents ? try target.documentStore(for: copy.copySpec) : nil
+        let table = copy.kind == .analytics ? try target.tableStore(for: copy.analyticsSpec) : nil
+        let analytics = copy
         let checkpoint = try await RelayCheckpoint.load(copy, from: kv)
         state.withLock { $0.appliedPosition = max($0.appliedPosition, checkpoint.position) }
         let batch = try await feedEngine.changeFeed().changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
@@ -260,7 +290,21 @@ final class RelayWorker: Sendable {
             }
             var dead: [DeadLetter] = []
             var applied = 0
-            for event in mine {
+            if let table {
+                // Rows are keyed by position, so writing one again changes nothing.
+                for event in mine {
+                    do {
+                        _ = try await table.upsert([try analytics.analyticsRow(event)])
+                        applied += 1
+                    } catch {
+                        let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: "\(error)")
+                        dead.append(letter)
+                        _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
+                    }
+                }
+            }
+            for event in mine where docs != nil {
+                guard let docs else { break }
                 // Per key, an event applies only over an older one: a replay, or a repair that already wrote a
                 // newer state, leaves the copy as it is.
                 let versionKey = RelayedCopy.versionKey(copyName, event.key)
@@ -371,5 +415,21 @@ struct RelayCheckpoint: Codable {
             throw PolyglotError(.engineFailure, "The relay checkpoint of '\(copy.name)' is unreadable: \(error).",
                                 fix: "Delete it (key '\(key(copy))' of _polyglot_relay on '\(copy.target)') to replay the copy from the start.")
         }
+    }
+}
+
+extension RelayedCopy {
+    /// The analytics row of one outbox event.
+    func analyticsRow(_ event: ChangeEvent) throws -> Row {
+        var row: Row = ["position": .number(Double(event.position)), "key": .string(event.key), "op": .string(event.operation),
+                        "at": event.createdAt.map { .number($0.timeIntervalSince1970) } ?? .null]
+        let body = try event.payload.map { try JSON(parsing: $0) }
+        let p = dataset.projection(.analytics)
+        if let p, !p.fields.isEmpty {
+            for f in p.fields { row[Self.column(f)] = body?[FieldPath(f)] ?? .null }
+        } else {
+            row["document"] = body ?? .null
+        }
+        return row
     }
 }
