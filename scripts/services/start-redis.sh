@@ -45,7 +45,8 @@ setup_redis() {
 # TLS: Debian's redis-server links OpenSSL when built with TLS support.
 tls_lines=()
 tls_port=""
-if ldd "$(command -v redis-server)" 2>/dev/null | grep -q libssl; then
+# (grep reads all of ldd's output: with -q it could exit first, and under pipefail the SIGPIPE would read as "no TLS")
+if ldd "$(command -v redis-server)" 2>/dev/null | grep libssl >/dev/null; then
   tlsdir="$SERVICES_DATA/redis-tls"
   rm -rf "$tlsdir"; mkdir -p "$tlsdir"
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=polyglot-redis-test" \
