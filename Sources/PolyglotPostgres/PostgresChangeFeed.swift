@@ -1,6 +1,7 @@
 import Foundation
 import Polyglot
 import PostgresNIO
+import Synchronization
 
 /// Reads `_polyglot_outbox` in commit order although positions come from a sequence.
 ///
@@ -17,18 +18,34 @@ struct PostgresChangeFeed: ChangeFeed {
         var previous: String   // the snapshot every returned event was invisible in ("" = none yet)
         var target: String     // the snapshot the current window reads up to ("" = take a new one)
         var last: Int64        // the last position returned from the current window
+        var notified: Int?     // this process's outbox notification count before the batch was read
 
         init(_ text: String) {
             let parts = text.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
             previous = parts.count > 0 ? parts[0] : ""
             target = parts.count > 1 ? parts[1] : ""
             last = parts.count > 2 ? Int64(parts[2]) ?? 0 : 0
+            notified = parts.count > 3 ? Int(parts[3]) : nil
         }
-        var text: String { "\(previous)|\(target)|\(last)" }
+        var text: String { "\(previous)|\(target)|\(last)" + (notified.map { "|\($0)" } ?? "") }
+    }
+
+    /// Returns when a write to the outbox was notified (LISTEN on the engine's channel) since `cursor` was
+    /// returned, or after `timeout`. The cursor carries the notification count seen before its batch was read,
+    /// so a commit notified between that read and this wait is not missed.
+    func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async {
+        let seen = State(cursor.state).notified ?? engine.notifications.listen()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, !Task.isCancelled {
+            if engine.notifications.count != seen { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
     }
 
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor) {
         var state = State(cursor.state)
+        // Noted before the snapshot: a commit notified after this is waited for by waitForChanges(after:).
+        state.notified = engine.notifications.listen()
         return try await engine.read { c in
             if state.target.isEmpty {
                 let q = PGQuery("SELECT pg_current_snapshot()::text")
@@ -50,7 +67,9 @@ struct PostgresChangeFeed: ChangeFeed {
             }
             if events.count < limit {
                 // The window is read to its end: the next batch starts where this snapshot left off.
+                let notified = state.notified
                 state = State("\(state.target)||0")
+                state.notified = notified
             } else {
                 state.last = events.last?.position ?? state.last
             }
@@ -61,4 +80,26 @@ struct PostgresChangeFeed: ChangeFeed {
 
 extension PostgresEngine: ChangeFeedEngine {
     public func changeFeed() -> any ChangeFeed { PostgresChangeFeed(engine: self) }
+}
+
+/// A LISTEN connection on the engine's outbox channel, opened the first time someone waits, and kept (reconnecting
+/// after errors) until the engine closes. It counts notifications; waiters compare counts.
+final class OutboxNotifications: Sendable {
+    private let state = Mutex<(count: Int, task: Task<Void, Never>?)>((0, nil))
+    private let start: @Sendable (OutboxNotifications) -> Task<Void, Never>
+
+    init(start: @escaping @Sendable (OutboxNotifications) -> Task<Void, Never>) { self.start = start }
+
+    var count: Int { state.withLock { $0.count } }
+    func bump() { state.withLock { $0.count &+= 1 } }
+
+    /// Starts listening if nobody did yet; returns the current count.
+    func listen() -> Int {
+        state.withLock { s in
+            if s.task == nil { s.task = start(self) }
+            return s.count
+        }
+    }
+
+    func stop() { state.withLock { $0.task?.cancel() } }
 }

@@ -55,6 +55,17 @@ public final class PostgresEngine: Engine, EngineFactory {
     let routing = ReplicaRouting()
     /// Hot single-row reads, prepared once per connection.
     let prepared = PreparedStatements()
+    /// The channel the outbox trigger notifies, per schema.
+    var notifyChannel: String { Self.notifyChannel(schema: settings.schema) }
+    /// Channel names are identifiers (at most 63 bytes): long schema names are shortened with a hash.
+    static func notifyChannel(schema: String) -> String {
+        if schema.utf8.count <= 40 { return "polyglot_outbox_" + schema }
+        var hash: UInt64 = 0xcbf29ce484222325
+        for b in schema.utf8 { hash = (hash ^ UInt64(b)) &* 0x100000001b3 }
+        return "polyglot_outbox_" + String(schema.prefix(20)) + "_" + String(hash, radix: 16)
+    }
+    /// Wake-ups for change-feed readers (the relay), from LISTEN on ``notifyChannel``.
+    let notifications: OutboxNotifications
     /// Time-series partitions known to exist.
     let partitions = Mutex<Set<String>>([])
     /// pgvector 0.8+: iterative index scans for filtered searches.
@@ -78,6 +89,25 @@ public final class PostgresEngine: Engine, EngineFactory {
         var tasks: [Task<Void, Never>] = []
         for client in [primary] + replicas { tasks.append(Task { await client.run() }) }
         runners = Mutex(tasks)
+        let channel = Self.notifyChannel(schema: settings.schema), client = primary, listenLogger = logger
+        notifications = OutboxNotifications { notifications in
+            Task {
+                while !Task.isCancelled {
+                    do {
+                        try await client.withConnection { c in
+                            try await c.listen(on: channel) { sequence in
+                                notifications.bump()   // (re)connected: anything may have committed meanwhile
+                                for try await _ in sequence { notifications.bump() }
+                            }
+                        }
+                    } catch {
+                        if Task.isCancelled { return }
+                        listenLogger.debug("outbox LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                }
+            }
+        }
         outbox = PGQuery.ident(settings.schema) + "._polyglot_outbox"
         nextPosition = "nextval(" + PGQuery.literal(PGQuery.ident(settings.schema) + "._polyglot_outbox_position_seq") + "::regclass)"
         do {
@@ -297,6 +327,7 @@ public final class PostgresEngine: Engine, EngineFactory {
 
     public func close() async throws {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
+        notifications.stop()
         for t in runners.withLock({ $0 }) { t.cancel() }
     }
 

@@ -54,6 +54,15 @@ struct PostgresSchema {
             """,
             "CREATE INDEX IF NOT EXISTS \(ix("_polyglot_outbox_created")) ON \(t("_polyglot_outbox")) (created_at)",
             "CREATE INDEX IF NOT EXISTS \(ix("_polyglot_outbox_xid")) ON \(t("_polyglot_outbox")) (xid)",
+            // Each statement that appends to the outbox notifies the relay (once per transaction and channel).
+            """
+            CREATE OR REPLACE FUNCTION \(t("_polyglot_outbox_notify"))() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_notify(\(PGQuery.literal(engine.notifyChannel)), ''); RETURN NULL; END $$
+            """,
+            """
+            CREATE OR REPLACE TRIGGER _polyglot_outbox_notify AFTER INSERT ON \(t("_polyglot_outbox"))
+            FOR EACH STATEMENT EXECUTE FUNCTION \(t("_polyglot_outbox_notify"))()
+            """,
             """
             CREATE TABLE IF NOT EXISTS \(t("_polyglot_schema")) (
                 dataset text PRIMARY KEY, model text NOT NULL, version int NOT NULL, definition text NOT NULL, updated_at timestamptz NOT NULL)

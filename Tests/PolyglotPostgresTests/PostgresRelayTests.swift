@@ -58,6 +58,23 @@ import Testing
         try await db.close()
     }
 
+    @Test func aCommitWakesAnIdleRelayThroughListenNotify() async throws {
+        let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        // The relay's fallback poll is an hour away: only the NOTIFY of the commit can wake it.
+        let relay = db.relay(RelayOptions(idleInterval: .seconds(3600)))
+        let running = Task { try await relay.run() }
+        try await Task.sleep(for: .milliseconds(300))   // the relay reads the (empty) feed, then waits
+        for i in 0..<3 {
+            let token = try await articles.put("n\(i)", ["title": .string("notified \(i)")])
+            let hits = try await db.reading(atLeast: token, maxWait: .seconds(20)) { try await articles.search("notified", limit: 10) }
+            #expect(hits.count == i + 1)
+        }
+        running.cancel()
+        _ = try? await running.value
+        try await db.close()
+    }
+
     static func schemaOf(_ db: Polyglot, _ engine: String) -> String? {
         db.map.engines.first { $0.name == engine }?.options["schema"]
     }

@@ -42,4 +42,12 @@ public struct ChangeCursor: Sendable, Hashable, Codable {
 public protocol ChangeFeed: Sendable {
     /// Committed events after `cursor`, at most `limit`, and the cursor to continue from.
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor)
+    /// Returns when events may have committed since `cursor` was returned by ``changes(after:limit:)``, or after
+    /// `timeout`. Engines that are told about commits (PostgreSQL's LISTEN/NOTIFY) return early; the default
+    /// just waits `timeout`.
+    func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async
+}
+
+extension ChangeFeed {
+    public func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async { try? await Task.sleep(for: timeout) }
 }

@@ -78,7 +78,8 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
 public struct RelayOptions: Sendable {
     /// Events read from the source's change feed per step.
     public var batchSize: Int
-    /// How long an idle relay sleeps before reading the feed again.
+    /// How long an idle relay waits before reading the feed again. On PostgreSQL a commit wakes it earlier
+    /// (LISTEN/NOTIFY), so this is only the fallback poll there.
     public var idleInterval: Duration
     /// How long a relay owns a copy after its last step; another relay may take it over once the lease expires.
     public var leaseDuration: Duration
@@ -223,6 +224,8 @@ final class RelayWorker: Sendable {
         var deadLetters = 0
         var leader = false
         var lastError: String?
+        /// The cursor the last batch read returned (what an idle wait compares against).
+        var lastCursor = ""
     }
     private let state = Mutex(State())
 
@@ -251,13 +254,23 @@ final class RelayWorker: Sendable {
             do {
                 let n = try await step()
                 backoff = options.idleInterval
-                if n == nil || n == 0 { try? await Task.sleep(for: options.idleInterval) }
+                if n == nil || n == 0 { await idle() }
             } catch {
                 state.withLock { $0.lastError = "\(error)" }
                 logger.warning("relay step failed; retrying", metadata: ["copy": "\(copy.name)", "error": "\(error)", "retryIn": "\(backoff)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, options.maxBackoff)
             }
+        }
+    }
+
+    /// Waits for the next commit on the source after the last batch read (woken early where the engine notifies),
+    /// at most `idleInterval`.
+    private func idle() async {
+        if let feed = (source as? any ChangeFeedEngine)?.changeFeed() {
+            await feed.waitForChanges(after: ChangeCursor(state: state.withLock { $0.lastCursor }), timeout: options.idleInterval)
+        } else {
+            try? await Task.sleep(for: options.idleInterval)
         }
     }
 
@@ -276,6 +289,7 @@ final class RelayWorker: Sendable {
         state.withLock { $0.appliedPosition = max($0.appliedPosition, checkpoint.position) }
         let batch = try await feedEngine.changeFeed().changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
         let mine = batch.events.filter { $0.dataset == copy.dataset.name }
+        state.withLock { $0.lastCursor = batch.next.state }
         let now = Date()
         let holder = options.holder
         let leaseSeconds = Double(options.leaseDuration.components.seconds) + Double(options.leaseDuration.components.attoseconds) / 1e18
