@@ -17,12 +17,25 @@ ctl="$(dirname "$0")/redis-ctl"
 
 svc_apt redis-server redis-tools
 
-# setup_redis NAME [extra config lines...]: writes a fresh folder and config, then starts the server.
+# cluster_port: a free port whose cluster bus port (port + 10000) is free too.
+cluster_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p="$(svc_free_port)"
+    if python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', $p + 10000)); s.close()" 2>/dev/null; then
+      echo "$p"; return 0
+    fi
+  done
+  svc_fail "found no free port pair (port and port + 10000) for the Redis Cluster"
+}
+
+# setup_redis NAME [extra config lines...]: writes a fresh folder and config, then starts the server
+# (on $REDIS_PORT if set, else a free port).
 setup_redis() {
   local name="$1" port dir; shift
   # Started before (scripts/services/up redis run again): stop the old server first, so none is left behind.
   [ -f "$SERVICES_RUN/$name.conf" ] && "$ctl" "$name" stop
-  port="$(svc_free_port)"
+  port="${REDIS_PORT:-$(svc_free_port)}"
   dir="$SERVICES_DATA/$name"
   rm -rf "$dir"; mkdir -p "$dir"
   {
@@ -79,7 +92,7 @@ svc_env POLYGLOT_TEST_REDISCLIENTFAULT_URL "redis://127.0.0.1:$PORT"
 # A 3-master cluster.
 nodes=(); urls=()
 for i in 1 2 3; do
-  setup_redis "redis-cluster-$i" "cluster-enabled yes" "cluster-config-file nodes.conf" "cluster-node-timeout 2000"
+  REDIS_PORT="$(cluster_port)" setup_redis "redis-cluster-$i" "cluster-enabled yes" "cluster-config-file nodes.conf" "cluster-node-timeout 2000"
   source "$SERVICES_RUN/redis-cluster-$i.conf"
   nodes+=("127.0.0.1:$PORT"); urls+=("redis://127.0.0.1:$PORT")
 done
