@@ -132,6 +132,27 @@ import Testing
         await redis.close()
     }
 
+    /// MULTI/EXEC in one pipeline is atomic even while other tasks send on the same connection: their commands
+    /// never land between MULTI and EXEC.
+    @Test func multiExecInAPipelineIsNotInterleaved() async throws {
+        let redis = try client { $0.poolSize = 1 }
+        let k = key()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<20 {
+                group.addTask { for _ in 0..<20 { _ = try await redis.send(["GET", k + ":other"]) } }
+            }
+            for i in 0..<50 {
+                let replies = try await redis.pipeline([RedisCommand("MULTI"), RedisCommand("INCR", k), RedisCommand("INCR", k), RedisCommand("EXEC")])
+                #expect(replies[0] == .simpleString("OK"))
+                #expect(replies[1] == .simpleString("QUEUED") && replies[2] == .simpleString("QUEUED"))
+                #expect(replies[3] == .array([.integer(Int64(2 * i + 1)), .integer(Int64(2 * i + 2))]))
+            }
+            try await group.waitForAll()
+        }
+        try await redis.del(k)
+        await redis.close()
+    }
+
     @Test func scriptsUseEvalshaAndFallBackToEval() async throws {
         let redis = try client()
         let k = key()
