@@ -242,3 +242,37 @@ func openKeyValue(options: [String: String] = [:], maxKeyBytes: Int = 512, maxVa
         try await a.close(); try await b.close()
     }
 }
+
+@Suite struct MemcachedScanTests {
+    /// Scans list keys with the crawler's hash-table walk on a connection of their own; while 20 other tasks keep
+    /// writing and reading on the same server, every scan still finds every key.
+    @Test func scansUnderConcurrentTrafficFindEveryKey() async throws {
+        let db = try await openKeyValue()
+        let kv = try db.keyValue("kv")
+        for i in 0..<200 { try await kv.set("k:\(i)", "v") }
+        let mc = try MemcachedServers.client(poolSize: 2)
+        let load = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for t in 0..<20 {
+                    group.addTask {
+                        var n = 0
+                        while !Task.isCancelled {
+                            try await mc.set("load:\(t):\(n % 100)", Data(count: 100))
+                            _ = try await mc.get("load:\(t):\((n * 7) % 100)")
+                            n += 1
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        for round in 0..<10 {
+            let found = try await kv.scan(prefix: "k:", limit: 1000)
+            #expect(found.count == 200, "scan \(round) found \(found.count) of 200 keys")
+        }
+        load.cancel()
+        _ = try? await load.value
+        await mc.shutdown()
+        try await db.close()
+    }
+}

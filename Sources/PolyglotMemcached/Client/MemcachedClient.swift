@@ -311,14 +311,32 @@ public final class MemcachedClient: Sendable {
         public var expiresAt: Int?
     }
 
-    /// Every key the server holds (`lru_crawler metadump all`), retrying while the crawler is busy.
-    /// It walks the whole cache, so its cost grows with the number of items on the server.
+    /// Every key the server holds, retrying while the crawler is busy. It walks the hash table
+    /// (`lru_crawler metadump hash`, memcached 1.6.9+; `metadump all`, which walks the LRUs, on older servers):
+    /// items move between LRUs while they are walked, so an LRU walk misses keys far more often.
+    /// Either walk skips an item another request holds locked at that instant, so a listing taken under
+    /// concurrent traffic can still miss keys. Its cost grows with the number of items on the server.
     public func dumpKeys(retryFor: Duration = .seconds(5)) async throws -> [DumpedKey] {
         let deadline = ContinuousClock.now + retryFor
         var delay = Duration.milliseconds(5)
+        var mode = "hash"
         while true {
+            if state.withLock({ $0.closed }) { throw MemcachedError(.closed, "the memcached client for \(address) was shut down") }
             do {
-                guard case .lines(let lines) = try await send("lru_crawler metadump all", expect: .lines) else { return [] }
+                // On a connection of its own: memcached refuses a metadump with other commands pipelined before it
+                // ("cannot pipeline other commands before metadump"), and the dump would hold up the pool meanwhile.
+                let connection = try await MemcachedConnection.connect(host: configuration.host, port: configuration.port,
+                                                                       connectTimeout: configuration.connectTimeout,
+                                                                       commandTimeout: configuration.commandTimeout, group: group)
+                let answer: MemcachedResponse
+                do {
+                    answer = try await connection.send(MemcachedRequest.line("lru_crawler metadump \(mode)"), expect: .lines)
+                    await connection.close()
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+                guard case .lines(let lines) = answer else { return [] }
                 var keys: [DumpedKey] = []
                 keys.reserveCapacity(lines.count)
                 for l in lines {
@@ -331,6 +349,8 @@ public final class MemcachedClient: Sendable {
                     if let key { keys.append(DumpedKey(key: key, expiresAt: (exp ?? -1) < 0 ? nil : exp)) }
                 }
                 return keys
+            } catch let e as MemcachedError where mode == "hash" && (e.kind == .clientError || (e.kind == .error && e.message.isEmpty)) {
+                mode = "all"   // a server older than 1.6.9
             } catch let e as MemcachedError where e.kind == .busy && ContinuousClock.now < deadline {
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .milliseconds(200))
