@@ -31,7 +31,7 @@ import Polyglot
 /// `retryInterval` (1s), `maxPendingInvalidations` (100000). See docs/redis.md.
 public final class RedisEngine: Engine, EngineFactory {
     public static let kind = "redis"
-    public static let capabilities: Set<Capability> = [.keyValue, .cache]
+    public static let capabilities: Set<Capability> = [.keyValue, .cache, .stream]
 
     public let spec: EngineSpec
     public var capabilities: Set<Capability> { RedisEngine.capabilities }

@@ -26,6 +26,8 @@ public protocol Engine: Sendable {
     /// The graph projection of a documents dataset.
     func projectedGraph(for dataset: DatasetSpec) throws -> any GraphStore
     func cacheBackend() throws -> any CacheBackend
+    /// Where a `stream` projection publishes changes.
+    func streamPublisher() throws -> any StreamPublisher
     func sqlExecutor() throws -> any SQLExecutor
     /// Where telemetry history is kept, if this engine can keep it.
     func telemetryHistory() throws -> any TelemetryHistoryStore
@@ -65,6 +67,7 @@ extension Engine {
     public func projectedVectors(for d: DatasetSpec) throws -> any VectorStore { throw missing(.vectors, d.name) }
     public func projectedGraph(for d: DatasetSpec) throws -> any GraphStore { throw missing(.graph, d.name) }
     public func cacheBackend() throws -> any CacheBackend { throw missing(.cache) }
+    public func streamPublisher() throws -> any StreamPublisher { throw missing(.stream) }
     public func sqlExecutor() throws -> any SQLExecutor {
         throw PolyglotError(.missingCapability, "Engine '\(spec.name)' (\(spec.kind)) does not run SQL.", fix: "Run SQL on a sqlite or postgres engine.")
     }

@@ -49,8 +49,14 @@ public final class Polyglot: Service, Sendable {
             for (name, engine) in engines {
                 var specs = map.datasets.filter { $0.engine == name }
                 // Projections on another engine than their dataset's are derived from a copy the relay keeps there.
-                let here = copies.filter { $0.target == name }
-                if !here.isEmpty { specs += here.map { $0.kind == .analytics ? $0.analyticsSpec : $0.copySpec } + [RelayedCopy.stateSpec(on: name)] }
+                for copy in copies where copy.target == name {
+                    switch copy.kind {
+                    case .documents: specs.append(copy.copySpec)
+                    case .analytics: specs.append(copy.analyticsSpec)
+                    case .stream: break
+                    }
+                }
+                if copies.contains(where: { $0.stateEngine == name }) { specs.append(RelayedCopy.stateSpec(on: name)) }
                 try await engine.prepare(specs)
                 if let cache = try? engine.cacheBackend() {
                     telemetry.registerCache(name) { cache.stats() }
@@ -197,7 +203,7 @@ public final class Polyglot: Service, Sendable {
         // Outbox events a relayed copy has not applied yet are kept, however old.
         var needed: [String: Int64] = [:]
         for copy in RelayedCopy.all(in: map) {
-            let state = try engines[copy.target]!.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+            let state = try engines[copy.stateEngine]!.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
             let next = try await RelayCheckpoint.load(copy, from: state).position + 1
             needed[copy.dataset.engine] = min(needed[copy.dataset.engine] ?? .max, next)
         }

@@ -173,9 +173,9 @@ extension DataMap {
             problem(PolyglotError(.missingCapability, "\(at) is on engine '\(p.engine)' (\(engine.kind)), away from the dataset's engine '\(ds.engine)'; the relay needs documents and transactions there to keep the projection's copy.",
                                   fix: "Put the \(p.kind.rawValue) projection on '\(ds.engine)', or on a sqlite or postgres engine."))
         }
-        if p.kind == .stream {
-            problem(PolyglotError(.invalidDataMap, "\(at): \(p.kind.rawValue) projections need the outbox relay, which this version does not have yet.",
-                                  fix: "Remove the projection for now."))
+        if p.kind == .stream, let caps = registry.capabilities(ofKind: self.engine(named: ds.engine)?.kind ?? ""), !caps.isSuperset(of: [.keyValue, .transactions]) {
+            problem(PolyglotError(.missingCapability, "\(at): the relay keeps a stream's checkpoint on the dataset's engine '\(ds.engine)', which needs key-value and transactions.",
+                                  fix: "Keep the dataset on a sqlite or postgres engine."))
         }
     }
 }

@@ -51,3 +51,10 @@ public protocol ChangeFeed: Sendable {
 extension ChangeFeed {
     public func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async { try? await Task.sleep(for: timeout) }
 }
+
+/// Publishes change events to an event bus (the `stream` projection), e.g. a Redis Stream. Delivery is at least
+/// once: each entry carries the dataset, key and version, so consumers drop duplicates by (key, version).
+public protocol StreamPublisher: Sendable {
+    /// Appends `events`, in order, to the stream named `stream`, keeping about `maxLength` entries when given.
+    func publish(_ events: [ChangeEvent], to stream: String, maxLength: Int?) async throws
+}

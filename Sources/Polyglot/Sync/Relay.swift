@@ -10,8 +10,10 @@ import Synchronization
 ///   projections from the copy in its own transactions. One copy per (dataset, engine) serves them all.
 /// - An **analytics** copy (`dataset.analytics@engine`) is an append-only table of every change, one row per
 ///   outbox event with the projection's `fields:` flattened into columns, so reports run there and never on the source.
+/// - A **stream** (`dataset.stream@engine`) publishes every change to an event bus (a Redis Stream named after the
+///   dataset); its checkpoint lives on the source engine, since a stream has no transactions.
 public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable { case documents, analytics }
+    public enum Kind: String, Sendable, Hashable { case documents, analytics, stream }
 
     /// The dataset as declared: its source engine and every projection.
     public let dataset: DatasetSpec
@@ -50,7 +52,11 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
     static func column(_ path: String) -> String { path.replacingOccurrences(of: ".", with: "_") }
 
     /// The name used for its checkpoint, lease and telemetry: `dataset@engine`, or `dataset.analytics@engine`.
-    public var name: String { kind == .analytics ? "\(dataset.name).analytics@\(target)" : "\(dataset.name)@\(target)" }
+    public var name: String { kind == .documents ? "\(dataset.name)@\(target)" : "\(dataset.name).\(kind.rawValue)@\(target)" }
+
+    /// Where the copy's checkpoint, lease and dead letters are kept: on the target, in the transaction that
+    /// applies a batch; for a stream (no transactions), on the source.
+    public var stateEngine: String { kind == .stream ? dataset.engine : target }
     public var description: String { name }
 
     /// Every relayed copy a data map needs: a documents copy per dataset and engine holding its search, vectors
@@ -61,6 +67,7 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
             let targets = Set(ds.projections.filter { ![.cache, .analytics, .stream].contains($0.kind) && $0.engine != ds.engine }.map(\.engine))
             for t in targets.sorted() { out.append(RelayedCopy(dataset: ds, target: t)) }
             if let p = ds.projection(.analytics) { out.append(RelayedCopy(dataset: ds, target: p.engine, kind: .analytics)) }
+            if let p = ds.projection(.stream) { out.append(RelayedCopy(dataset: ds, target: p.engine, kind: .stream)) }
         }
         return out
     }
@@ -217,6 +224,8 @@ final class RelayWorker: Sendable {
     let logger: Logger
     private let source: any Engine
     private let target: any Engine
+    /// The engine keeping the checkpoint and lease, in whose transaction each step commits.
+    private let stateHolder: any Engine
     private let telemetry: Telemetry
     private struct State {
         var appliedPosition: Int64 = 0
@@ -235,6 +244,7 @@ final class RelayWorker: Sendable {
         self.logger = db.logger
         self.source = db.engines[copy.dataset.engine]!
         self.target = db.engines[copy.target]!
+        self.stateHolder = db.engines[copy.stateEngine]!
         self.telemetry = db.telemetry
     }
 
@@ -281,7 +291,8 @@ final class RelayWorker: Sendable {
             throw PolyglotError(.missingCapability, "Engine '\(copy.dataset.engine)' has no change feed, so '\(copy.dataset.name)' cannot feed projections on '\(copy.target)'.",
                                 fix: "Put the dataset on a sqlite or postgres engine, or its projections on '\(copy.dataset.engine)'.")
         }
-        let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+        let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
+        let publisher = copy.kind == .stream ? try target.streamPublisher() : nil
         let docs = copy.kind == .documents ? try target.documentStore(for: copy.copySpec) : nil
         let table = copy.kind == .analytics ? try target.tableStore(for: copy.analyticsSpec) : nil
         let analytics = copy
@@ -290,11 +301,16 @@ final class RelayWorker: Sendable {
         let batch = try await feedEngine.changeFeed().changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
         let mine = batch.events.filter { $0.dataset == copy.dataset.name }
         state.withLock { $0.lastCursor = batch.next.state }
+        // The relay's own state writes (checkpoints, leases) are events too, on an engine that keeps relay state
+        // and is also a source (a stream's state lives on its source). Reading only those, the step writes
+        // nothing, so it cannot feed itself; the next step that has real events moves the checkpoint past them.
+        let relevant = batch.events.count { $0.dataset != RelayedCopy.stateSpec(on: "").name }
+        if relevant == 0 { return 0 }
         let now = Date()
         let holder = options.holder
         let leaseSeconds = Double(options.leaseDuration.components.seconds) + Double(options.leaseDuration.components.attoseconds) / 1e18
         let copyName = copy.name, deadPrefix = self.deadPrefix
-        let (leader, dead, applied) = try await target.withTransaction { () async throws -> (Bool, [DeadLetter], Int) in
+        let (leader, dead, applied) = try await stateHolder.withTransaction { () async throws -> (Bool, [DeadLetter], Int) in
             // The increment takes a row lock (PostgreSQL) or the write lock (SQLite) held until commit, so lease
             // checks of concurrent relays on this copy run one after the other.
             _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
@@ -304,6 +320,12 @@ final class RelayWorker: Sendable {
             }
             var dead: [DeadLetter] = []
             var applied = 0
+            if let publisher, !mine.isEmpty {
+                // Published inside the state transaction: if publishing fails, the checkpoint does not move and
+                // the batch is published again (consumers de-duplicate by key and version).
+                try await publisher.publish(mine, to: analytics.dataset.name, maxLength: nil)
+                applied += mine.count
+            }
             if let table {
                 // Rows are keyed by position, so writing one again changes nothing.
                 for event in mine {
@@ -370,14 +392,14 @@ final class RelayWorker: Sendable {
         if applied > 0 {
             telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: copy.target, operation: "relay.apply")).record(nanoseconds: 0, rows: applied, bytes: 0)
         }
-        return batch.events.count
+        return relevant
     }
 
     func release() async throws {
         guard state.withLock({ $0.leader }) else { return }
-        let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+        let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
         let holder = options.holder
-        try await target.withTransaction {
+        try await stateHolder.withTransaction {
             _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
             if let raw = try await kv.get(self.leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw), lease.holder == holder {
                 _ = try await kv.delete(self.leaseKey)
@@ -397,7 +419,7 @@ final class RelayWorker: Sendable {
     }
 
     func deadLetters() async throws -> [DeadLetter] {
-        let kv = try target.keyValueStore(for: RelayedCopy.stateSpec(on: copy.target))
+        let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
         var out: [DeadLetter] = []
         var after: String?
         while true {
