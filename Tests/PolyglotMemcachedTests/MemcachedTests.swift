@@ -43,13 +43,7 @@ enum MemcachedServers {
 
     /// Runs `scripts/services/memcached-ctl NAME ACTION` and waits for it.
     static func control(_ name: String, _ action: String) throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let p = Process()
-        p.executableURL = root.appendingPathComponent("scripts/services/memcached-ctl")
-        p.arguments = [name, action]
-        try p.run()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0, "scripts/services/memcached-ctl \(name) \(action) exited with \(p.terminationStatus)")
+        try TestServers.runScript("memcached-ctl", [name, action])
     }
 }
 

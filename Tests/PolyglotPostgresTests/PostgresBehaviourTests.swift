@@ -16,17 +16,7 @@ func openPostgres(_ url: String, datasets: [DatasetSpec], options: [String: Stri
 
 /// Runs scripts/services/postgres-ctl to stop, start or restart one of the test servers.
 func postgresCtl(_ server: String, _ action: String) throws {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    // posix_spawn + waitpid: Foundation's Process.waitUntilExit can hang when the child leaves a daemon behind.
-    let path = root.appendingPathComponent("scripts/services/postgres-ctl").path
-    var pid: pid_t = 0
-    let args = [path, server, action]
-    var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-    defer { for a in argv { free(a) } }
-    guard posix_spawn(&pid, path, nil, nil, &argv, environ) == 0 else { throw PolyglotError(.engineFailure, "could not run \(path)") }
-    var status: Int32 = 0
-    waitpid(pid, &status, 0)
-    guard status == 0 else { throw PolyglotError(.engineFailure, "postgres-ctl \(server) \(action) failed (status \(status))") }
+    try TestServers.runScript("postgres-ctl", [server, action])
 }
 
 let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", fields: [FieldSpec("name", .string)])

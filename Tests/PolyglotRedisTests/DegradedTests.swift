@@ -7,32 +7,9 @@ import PolyglotTesting
 import Synchronization
 import Testing
 
-/// Runs `scripts/services/redis-ctl NAME ACTION` (posix_spawn + waitpid: Foundation's Process can hang when the
-/// child leaves a daemon behind).
+/// Runs `scripts/services/redis-ctl NAME ACTION` and waits for it (see ``TestServers/runScript(_:_:)``).
 func redisControl(_ name: String, _ action: String) throws {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let path = root.appendingPathComponent("scripts/services/redis-ctl").path
-    var pid: pid_t = 0
-    let args = [path, name, action]
-    var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-    defer { for a in argv { free(a) } }
-    // The child (and the server it starts) must not inherit this process's blocked signals: a server started with
-    // SIGTERM blocked ignores redis-ctl's stop and is only killed after a 10 s grace period.
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var empty = sigset_t()
-    sigemptyset(&empty)
-    posix_spawnattr_setsigmask(&attributes, &empty)
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, s) }
-    posix_spawnattr_setsigdefault(&attributes, &defaults)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    guard posix_spawn(&pid, path, nil, &attributes, &argv, environ) == 0 else { throw PolyglotError(.engineFailure, "could not run \(path)") }
-    var status: Int32 = 0
-    waitpid(pid, &status, 0)
-    guard status == 0 else { throw PolyglotError(.engineFailure, "redis-ctl \(name) \(action) failed (status \(status))") }
+    try TestServers.runScript("redis-ctl", [name, action])
 }
 
 /// Keeps every log message, to count how often something was logged.

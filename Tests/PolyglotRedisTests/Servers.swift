@@ -31,22 +31,10 @@ enum RedisServers {
     /// The PEM certificate the TLS server uses (self-signed, so it is also the CA to trust).
     static var tlsCA: String? { nonEmpty(TestServers.value(tlsCAVariable)) }
 
-    /// Runs `scripts/services/redis-ctl NAME ACTION` (start, stop, restart, kill) and waits for it.
+    /// Runs `scripts/services/redis-ctl NAME ACTION` (start, stop, restart, kill) and waits for it: through
+    /// `redisControl`, which spawns it with no blocked signals, so the servers it starts can be stopped by SIGTERM.
     static func control(_ name: String, _ action: String) throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let p = Process()
-        p.executableURL = root.appendingPathComponent("scripts/services/redis-ctl")
-        p.arguments = [name, action]
-        try p.run()
-        p.waitUntilExit()
-        if p.terminationStatus != 0 {
-            throw RedisControlFailed(message: "scripts/services/redis-ctl \(name) \(action) exited with \(p.terminationStatus)")
-        }
-    }
-
-    struct RedisControlFailed: Error, CustomStringConvertible {
-        var message: String
-        var description: String { message }
+        try redisControl(name, action)
     }
 
     private static func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }

@@ -11,6 +11,12 @@ SERVICES_DATA="${POLYGLOT_SERVICES_DATA:-/tmp/polyglot-services-$(echo "$ROOT" |
 mkdir -p "$SERVICES_RUN" "$SERVICES_DATA"
 
 svc_log() { echo "[services] $*" >&2; }
+# Whether PID is a running process. A server that exited but whose parent (init, for servers started in their own
+# session) has not reaped it yet is a zombie: `kill -0` still succeeds on it, so look at its state too.
+svc_alive() {
+  local state; state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [[ "$state" != Z* ]]
+}
 svc_fail() { echo "[services] FAILED: $*" >&2; exit 1; }
 
 # A TCP port nothing listens on, at or below 55535 (Redis Cluster's bus port is port + 10000).
@@ -38,7 +44,7 @@ svc_wait() {
   local name="$1" secs="$2" log="$3"; shift 3
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
-    if [ -f "$SERVICES_RUN/$name.pid" ] && ! kill -0 "$(cat "$SERVICES_RUN/$name.pid")" 2>/dev/null; then
+    if [ -f "$SERVICES_RUN/$name.pid" ] && ! svc_alive "$(cat "$SERVICES_RUN/$name.pid")"; then
       tail -n 30 "$log" >&2 || true
       svc_fail "$name exited during start-up (log above: $log)"
     fi
