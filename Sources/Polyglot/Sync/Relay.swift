@@ -73,8 +73,10 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Where the relay keeps its checkpoints and leases on each target engine (a key-value dataset).
+    public static let stateDataset = "_polyglot_relay"
+
     public static func stateSpec(on engine: String) -> DatasetSpec {
-        DatasetSpec(name: "_polyglot_relay", model: .keyValue, engine: engine, maxKeyBytes: 4096, maxValueBytes: 1 << 16)
+        DatasetSpec(name: stateDataset, model: .keyValue, engine: engine, maxKeyBytes: 4096, maxValueBytes: 1 << 16)
     }
 
     /// The state key holding the source version last applied to `key` of the copy named `copy`.
@@ -203,12 +205,6 @@ public final class Relay: Service, Sendable {
         }
         return try await w.deadLetters()
     }
-
-    /// Waits until `copy`'s applied position reaches `position`, for at most `timeout`. Returns whether it did.
-    func wait(for dataset: String, target: String, position: Int64, timeout: Duration) async -> Bool {
-        guard let w = workers.first(where: { $0.copy.dataset.name == dataset && $0.copy.target == target }) else { return false }
-        return await w.wait(position: position, timeout: timeout)
-    }
 }
 
 extension Polyglot {
@@ -304,7 +300,7 @@ final class RelayWorker: Sendable {
         // The relay's own state writes (checkpoints, leases) are events too, on an engine that keeps relay state
         // and is also a source (a stream's state lives on its source). Reading only those, the step writes
         // nothing, so it cannot feed itself; the next step that has real events moves the checkpoint past them.
-        let relevant = batch.events.count { $0.dataset != RelayedCopy.stateSpec(on: "").name }
+        let relevant = batch.events.count { $0.dataset != RelayedCopy.stateDataset }
         if relevant == 0 { return 0 }
         let now = Date()
         let holder = options.holder
@@ -406,16 +402,6 @@ final class RelayWorker: Sendable {
             }
         }
         state.withLock { $0.leader = false }
-    }
-
-    /// Polls the applied position (every 5 ms) until it reaches `position` or `timeout` passes.
-    func wait(position: Int64, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if state.withLock({ $0.appliedPosition >= position }) { return true }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return state.withLock { $0.appliedPosition >= position }
     }
 
     func deadLetters() async throws -> [DeadLetter] {
