@@ -111,14 +111,14 @@ let package = Package(
         ),
         .executableTarget(
             name: "PostgresBenchmarks",
-            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotPostgres", .product(name: "PostgresNIO", package: "postgres-nio"),
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotPostgres", "PolyglotTesting", .product(name: "PostgresNIO", package: "postgres-nio"),
                            .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/PostgresBenchmarks",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "RedisBenchmarks",
-            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotRedis", "PolyglotPostgres", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotRedis", "PolyglotPostgres", "PolyglotTesting", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/RedisBenchmarks",
             swiftSettings: strict
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import PolyglotTesting
 
 /// Run settings; `--quick` scales every count down.
 struct BenchOptions: Sendable {
@@ -65,14 +66,7 @@ struct BenchOptions: Sendable {
             if !set.contains("--queries") { queries = 100 }
         }
         if let only, !only.isSubset(of: ["get", "bulk", "vectors"]) { throw BenchError("--only takes get, bulk or vectors (comma-separated)") }
-        let env = ProcessInfo.processInfo.environment
-        if url.isEmpty { url = env["POLYGLOT_BENCH_PG_URL"] ?? "" }
-        if url.isEmpty { url = env["POLYGLOT_TEST_PG18_URL"] ?? "" }
-        if url.isEmpty, let text = try? String(contentsOfFile: ".services/env", encoding: .utf8) {
-            for line in text.split(separator: "\n") where line.contains("POLYGLOT_TEST_PG18_URL=") {
-                url = String(line.split(separator: "=", maxSplits: 1)[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\"' "))
-            }
-        }
+        if url.isEmpty { url = TestServers.first(["POLYGLOT_BENCH_PG_URL", "POLYGLOT_TEST_PG18_URL"]) ?? "" }
         if url.isEmpty {
             throw BenchError("no PostgreSQL server: pass --url postgres://user@host:port/db, or set POLYGLOT_BENCH_PG_URL (or POLYGLOT_TEST_PG18_URL, as scripts/services/up postgres writes to .services/env)")
         }

@@ -5,6 +5,7 @@
 // Own flags (others are ignored): --cache-quick, --cache-rounds R, --cache-ops N, --cache-docs N, --cache-zipf S,
 // --cache-readers N, --cache-doc-bytes N, --cache-effect-ops N, --url/--redis-url URL, --pg-url URL. `--quick` also shortens these.
 import Foundation
+import PolyglotTesting
 import Logging
 import Polyglot
 import PolyglotPostgres
@@ -59,27 +60,9 @@ enum CacheBench {
                 i += 1
             }
             if quick { rounds = 3; ops = 5_000; effectOps = 20_000; docs = 2_000 }
-            let env = ProcessInfo.processInfo.environment
-            let file = CacheBench.servicesEnv()
-            func pick(_ names: [String]) -> String? {
-                for n in names { if let v = env[n], !v.isEmpty { return v } }
-                for n in names { if let v = file[n], !v.isEmpty { return v } }
-                return nil
-            }
-            if redisURL == nil { redisURL = pick(["POLYGLOT_BENCH_REDIS_URL", "POLYGLOT_TEST_REDIS_URL"]) }
-            if pgURL == nil { pgURL = pick(["POLYGLOT_BENCH_PG_URL", "POLYGLOT_TEST_PG18_URL", "POLYGLOT_TEST_PG15_URL"]) }
+            if redisURL == nil { redisURL = TestServers.first(["POLYGLOT_BENCH_REDIS_URL", "POLYGLOT_TEST_REDIS_URL"]) }
+            if pgURL == nil { pgURL = TestServers.first(["POLYGLOT_BENCH_PG_URL", "POLYGLOT_TEST_PG18_URL", "POLYGLOT_TEST_PG15_URL"]) }
         }
-    }
-
-    static func servicesEnv() -> [String: String] {
-        guard let text = try? String(contentsOfFile: ".services/env", encoding: .utf8) else { return [:] }
-        var out: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            let body = line.hasPrefix("export ") ? line.dropFirst(7) : line[...]
-            guard let eq = body.firstIndex(of: "=") else { continue }
-            out[String(body[..<eq])] = String(body[body.index(after: eq)...]).replacingOccurrences(of: "\\", with: "")
-        }
-        return out
     }
 
     static var registry: EngineRegistry {

@@ -1,4 +1,5 @@
 import Foundation
+import PolyglotTesting
 import NIOCore
 import NIOPosix
 import PolyglotRedis
@@ -68,18 +69,7 @@ struct ClientBenchOptions: Sendable {
     func runs(_ part: String) -> Bool { only.map { $0.contains(part) } ?? true }
 
     static func defaultURL() -> String {
-        let env = ProcessInfo.processInfo.environment
-        for v in ["POLYGLOT_BENCH_REDIS_URL", "POLYGLOT_TEST_REDIS_URL"] {
-            if let u = env[v], !u.isEmpty { return u }
-        }
-        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".services/env")
-        guard let text = try? String(contentsOf: file, encoding: .utf8) else { return "" }
-        var found = ""
-        for line in text.split(separator: "\n") where line.hasPrefix("export POLYGLOT_TEST_REDIS_URL=") {
-            found = String(line.dropFirst("export POLYGLOT_TEST_REDIS_URL=".count)).replacingOccurrences(of: "\\", with: "")
-        }
-        return found
+        TestServers.first(["POLYGLOT_BENCH_REDIS_URL", "POLYGLOT_TEST_REDIS_URL"]) ?? ""
     }
 }
 

@@ -9,6 +9,15 @@ public enum TestServers {
         return fileValues[variable] ?? ""
     }
 
+    /// The first of `variables` that is set in the environment, else the first set in `.services/env`; nil if none.
+    /// Benchmarks use it to find their server (e.g. `["POLYGLOT_BENCH_PG_URL", "POLYGLOT_TEST_PG18_URL"]`).
+    public static func first(_ variables: [String]) -> String? {
+        let env = ProcessInfo.processInfo.environment
+        for v in variables { if let value = env[v], !value.isEmpty { return value } }
+        for v in variables { if let value = fileValues[v], !value.isEmpty { return value } }
+        return nil
+    }
+
     /// The message a test shows when a server is missing.
     public static func missing(_ variable: String) -> String {
         "\(variable) is not set: start the servers with `scripts/services/up` (scripts/test does it for you)"
