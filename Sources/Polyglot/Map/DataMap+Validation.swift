@@ -92,6 +92,15 @@ extension DataMap {
                     problem("\(at) declares field '\(f.name)', which is not a valid field path.", fix: "Use letters, digits, '_' and '.' only.")
                 }
             }
+            if ds.capture {
+                if ![.documents, .table].contains(ds.model) {
+                    problem("\(at) sets `capture: true`, but change capture applies to documents and tables; it is \(ds.model.rawValue).",
+                            fix: "Remove `capture:`, or make the dataset documents or a table.")
+                } else if let e = self.engine(named: ds.engine), let caps = registry.capabilities(ofKind: e.kind), !caps.contains(.changeCapture) {
+                    problems.append(PolyglotError(.missingCapability, "\(at) sets `capture: true`, but engine '\(e.name)' (\(e.kind)) cannot capture changes from its log.",
+                                                  fix: "Place the dataset on a postgres engine, or remove `capture:` and write it only through Polyglot."))
+                }
+            }
             for p in ds.projections {
                 validateProjection(p, of: ds, registry: registry, problem: { problems.append($0) })
             }

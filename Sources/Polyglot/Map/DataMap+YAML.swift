@@ -124,6 +124,14 @@ struct YAMLReader {
         return i
     }
 
+    func bool(_ node: Node, at path: String) throws -> Bool {
+        switch node.scalar?.string.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error(path, "must be true or false", line: node.mark)
+        }
+    }
+
     func double(_ node: Node, at path: String) throws -> Double {
         guard let s = node.scalar?.string, let d = Double(s) else { throw error(path, "must be a number", line: node.mark) }
         return d
@@ -194,7 +202,7 @@ struct YAMLReader {
         let path = "datasets.\(name)"
         guard let m = node.mapping else { throw error(path, "must be a mapping with `model:` and `engine:`", line: node.mark) }
         try allowOnly(["model", "engine", "fields", "columns", "primaryKey", "dimension", "metric", "ttl", "retention",
-                       "maxKeyBytes", "maxValueBytes", "projections", "index"], in: m, at: path)
+                       "maxKeyBytes", "maxValueBytes", "projections", "index", "capture"], in: m, at: path)
         guard let modelNode = m["model"] else {
             throw error(path, "has no `model:`", line: node.mark, fix: "Add `model:` with one of: \(DataModel.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
@@ -213,6 +221,7 @@ struct YAMLReader {
         if let v = m["maxKeyBytes"] { spec.maxKeyBytes = try int(v, at: "\(path).maxKeyBytes") }
         if let v = m["maxValueBytes"] { spec.maxValueBytes = try int(v, at: "\(path).maxValueBytes") }
         if let v = m["index"] { spec.index = try vectorIndex(v, at: "\(path).index") }
+        if let v = m["capture"] { spec.capture = try bool(v, at: "\(path).capture") }
         if let v = m["projections"] {
             guard let seq = v.sequence else {
                 throw error("\(path).projections", "must be a list", line: v.mark, fix: "Write each projection as a `- kind: ...` item.")

@@ -30,6 +30,9 @@ public enum Capability: String, Sendable, Hashable, CaseIterable, Codable {
     case transactions
     /// Can persist telemetry history.
     case telemetryHistory
+    /// Captures changes made outside Polyglot (another service, psql) from the engine's own log, for datasets
+    /// marked `capture: true` (PostgreSQL logical decoding). See ``ChangeCaptureEngine``.
+    case changeCapture
 
     static func forModel(_ m: DataModel) -> Capability {
         switch m {
@@ -192,12 +195,17 @@ public struct DatasetSpec: Sendable, Hashable, Codable {
     public var projections: [ProjectionSpec]
     /// Vectors: the approximate index's settings.
     public var index: VectorIndexSpec
+    /// Documents and tables also written outside Polyglot (another service, psql): the relay reads the dataset's
+    /// changes from the engine's own log (change data capture) instead of Polyglot's outbox, so its projections
+    /// follow every writer. Needs an engine with the `changeCapture` capability (postgres).
+    public var capture: Bool
 
     public init(name: String, model: DataModel, engine: String, fields: [FieldSpec] = [], primaryKey: String? = nil,
                 dimension: Int? = nil, metric: VectorMetric = .cosine, ttl: Duration? = nil, retention: Duration? = nil,
                 maxKeyBytes: Int = 512, maxValueBytes: Int = 1 << 20, projections: [ProjectionSpec] = [],
-                index: VectorIndexSpec = VectorIndexSpec()) {
+                index: VectorIndexSpec = VectorIndexSpec(), capture: Bool = false) {
         self.index = index
+        self.capture = capture
         self.name = name; self.model = model; self.engine = engine; self.fields = fields; self.primaryKey = primaryKey
         self.dimension = dimension; self.metric = metric; self.ttl = ttl; self.retention = retention
         self.maxKeyBytes = maxKeyBytes; self.maxValueBytes = maxValueBytes; self.projections = projections

@@ -58,3 +58,30 @@ public protocol StreamPublisher: Sendable {
     /// Appends `events`, in order, to the stream named `stream`, keeping about `maxLength` entries when given.
     func publish(_ events: [ChangeEvent], to stream: String, maxLength: Int?) async throws
 }
+
+/// An engine that captures changes to its datasets made by anyone, Polyglot or not (another service, psql), from
+/// its own log: change data capture. The relay feeds a dataset marked `capture: true` from this feed instead of
+/// Polyglot's outbox, so its projections (copies on other engines, analytics, streams, cache invalidation) follow
+/// every writer.
+///
+/// Events of a captured feed:
+/// - `position` is the commit's position in the engine's log (PostgreSQL: the commit LSN), so positions follow
+///   commit order and every change of one transaction has the same position;
+/// - `dataset` is the dataset's name, `key` the document id or the row's primary key as text;
+/// - `operation` is `put` (insert or update) or `delete`;
+/// - `payload` is the document (documents datasets) or the row as a JSON object of its columns (tables), nil for a delete.
+public protocol ChangeCaptureEngine: Engine {
+    /// The committed changes of `datasets` (each with `capture: true`, on this engine), read through a capture
+    /// slot owned by `consumer` (one per reader, e.g. a relayed copy's name): the engine keeps its log from the
+    /// slot's acknowledged position on, so nothing is lost while the reader is down.
+    func capturedChanges(of datasets: [DatasetSpec], consumer: String) async throws -> any CapturedChangeFeed
+    /// Drops the capture slot of `consumer`, so the engine stops keeping its log for it.
+    func dropCapture(consumer: String) async throws
+}
+
+/// A change feed over an engine's log. Reading does not consume: the reader acknowledges what it has durably
+/// applied, and the engine may then discard its log up to there.
+public protocol CapturedChangeFeed: ChangeFeed {
+    /// Tells the engine every event up to `cursor` (a cursor this feed returned) is applied and checkpointed.
+    func acknowledge(upTo cursor: ChangeCursor) async throws
+}
