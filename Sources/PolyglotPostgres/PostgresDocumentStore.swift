@@ -157,7 +157,8 @@ struct PostgresProjections {
     func apply(_ c: PostgresConnection, documents: [(id: String, data: Data)], versions: [Int64]) async throws {
         for (doc, version) in zip(documents, versions) {
             let body = try JSON(parsing: doc.data)
-            if let vectors {
+            // A projection embedded by the relay (a remote embedder) gets its vectors after the commit, from the relay.
+            if let vectors, !vectors.isEmbeddedByRelay {
                 let vector = try vectors.embedding(of: body, id: doc.id, dataset: spec.name)
                 var q = PGQuery()
                 if let vector {

@@ -257,11 +257,27 @@ struct PostgresVectorStore: VectorStore {
     }
 
     func upsert(_ records: [VectorRecord]) async throws -> ConsistencyToken {
-        if projected {
-            throw PolyglotError(.invalidArgument, "The vectors projection of '\(spec.name)' is derived from its documents and cannot be written directly.",
-                                fix: "Put the document; its embedding is updated in the same transaction.")
-        }
         guard !records.isEmpty else { return engine.token(0) }
+        if projected {
+            guard spec.projection(.vectors)?.isEmbeddedByRelay == true else {
+                throw PolyglotError(.invalidArgument, "The vectors projection of '\(spec.name)' is derived from its documents and cannot be written directly.",
+                                    fix: "Put the document; its embedding is updated in the same transaction.")
+            }
+            // The relay's write of a projection it embeds: the vectors only, no outbox event (the relay keeps the version).
+            var q = PGQuery()
+            let ids = q.bind(records.map(\.id))
+            let vectors = q.bind(records.map { PGVector.text($0.vector) })
+            q.sql = """
+            INSERT INTO \(table)(id, embedding)
+            SELECT DISTINCT ON (i.id) i.id, i.v::vector FROM unnest(\(ids)::text[], \(vectors)::text[]) WITH ORDINALITY AS i(id, v, ord) ORDER BY i.id, i.ord DESC
+            ON CONFLICT (id) DO UPDATE SET embedding = excluded.embedding
+            """
+            return try await engine.write(singleStatement: true) { c in
+                try await engine.execute(c, q)
+                return engine.token(0)
+            }
+        }
+
         var q = PGQuery()
         let ids = q.bind(records.map(\.id))
         let vectors = q.bind(records.map { PGVector.text($0.vector) })

@@ -121,7 +121,8 @@ struct ProjectionWriter {
             try c.run("INSERT INTO \(q(spec.name + "__fts"))(rowid, \(cols)) VALUES (?, \(marks))",
                       [.integer(rowid)] + search.fields.map { .text(ProjectionSpec.text(body[FieldPath($0)])) })
         }
-        if let vectors {
+        // A projection embedded by the relay (a remote embedder) gets its vectors after the commit, from the relay.
+        if let vectors, !vectors.isEmbeddedByRelay {
             if let vector = try vectors.embedding(of: body, id: id, dataset: spec.name) {
                 try c.run("INSERT OR REPLACE INTO \(q(spec.name + "__vectors"))(id, vector) VALUES (?, ?)", [.text(id), .blob(VectorBlob.encode(vector))])
                 if let vectorIndex { post.add { try vectorIndex.upsert(id, vector) } }

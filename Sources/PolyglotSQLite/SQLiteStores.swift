@@ -60,8 +60,11 @@ struct SQLiteVectorStore: VectorStore {
 
     func upsert(_ records: [VectorRecord]) async throws -> ConsistencyToken {
         if projected {
-            throw PolyglotError(.invalidArgument, "The vectors projection of '\(spec.name)' is derived from its documents and cannot be written directly.",
-                                fix: "Put the document; its embedding is updated in the same transaction.")
+            guard spec.projection(.vectors)?.isEmbeddedByRelay == true else {
+                throw PolyglotError(.invalidArgument, "The vectors projection of '\(spec.name)' is derived from its documents and cannot be written directly.",
+                                    fix: "Put the document; its embedding is updated in the same transaction.")
+            }
+            return try await upsertRelayEmbedded(records)
         }
         let index = self.index
         return try await engine.write { c, post in
@@ -73,6 +76,22 @@ struct SQLiteVectorStore: VectorStore {
                           [.text(r.id), .integer(last), .blob(VectorBlob.encode(r.vector)), r.metadata.map { .text($0.text) } ?? .null])
             }
             return engine.token(last)
+        }
+    }
+
+    /// The relay's write of a projection it embeds: the vectors only, no outbox event (the relay keeps the version).
+    private func upsertRelayEmbedded(_ records: [VectorRecord]) async throws -> ConsistencyToken {
+        let index = self.index
+        let savedStamp = engine.indexFile(tableName) + ".stamp"
+        return try await engine.write { c, post in
+            for r in records {
+                try c.run("INSERT OR REPLACE INTO \(table)(id, vector) VALUES (?, ?)", [.text(r.id), .blob(VectorBlob.encode(r.vector))])
+            }
+            if let index { post.add { try index.upsert(records.map { ($0.id, $0.vector) }) } }
+            // No outbox event moves the saved index's stamp, so drop it: an index file saved before this write is
+            // rebuilt at the next open unless it is saved again (at close) with the write in it.
+            post.add { try? FileManager.default.removeItem(atPath: savedStamp) }
+            return engine.token(0)
         }
     }
 

@@ -19,10 +19,13 @@ final class DatasetRuntime: Sendable {
     let cache: ReadThroughCache?
     /// For projections the relay keeps on other engines: each such engine's relay state (checkpoints).
     let relayState: [String: any KeyValueStore]
+    /// What embeds text for the vectors projection (the hashing embedder unless the projection names another).
+    let embedder: (any Embedder)?
     private let recorders = Mutex<[String: Telemetry.Recorder]>([:])
 
-    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry) throws {
+    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, embedder: (any Embedder)? = nil) throws {
         self.spec = spec
+        self.embedder = embedder
         self.engineName = spec.engine
         self.telemetry = telemetry
         let engine = engines[spec.engine]!
@@ -37,7 +40,7 @@ final class DatasetRuntime: Sendable {
         projectedVectors = try spec.projection(.vectors).map { try engines[$0.engine]!.projectedVectors(for: spec) }
         projectedGraph = try spec.projection(.graph).map { try engines[$0.engine]!.projectedGraph(for: spec) }
         var relayState: [String: any KeyValueStore] = [:]
-        for p in spec.projections where p.kind != .cache && p.engine != spec.engine {
+        for p in spec.projections where (p.kind != .cache && p.engine != spec.engine) || p.isEmbeddedByRelay {
             relayState[p.engine] = try engines[p.engine]!.keyValueStore(for: RelayedCopy.stateSpec(on: p.engine))
         }
         self.relayState = relayState
@@ -79,16 +82,23 @@ final class DatasetRuntime: Sendable {
     /// the relay keeps on another engine waits until the relay has applied the token's write, for at most
     /// ``ReadConsistency/maxWait``; past that it throws `.stale`, saying how far behind the projection is.
     func awaitProjection(_ p: ProjectionSpec) async throws {
-        guard let token = ReadConsistency.atLeast, token.engine == engineName, let state = relayState[p.engine] else { return }
-        let copy = RelayedCopy(dataset: spec, target: p.engine)
+        // A captured dataset's projections follow the engine's log, whose positions are not outbox positions.
+        guard let token = ReadConsistency.atLeast, token.engine == engineName, !spec.capture, let state = relayState[p.engine] else { return }
+        var copies: [RelayedCopy] = []
+        if p.engine != spec.engine { copies.append(RelayedCopy(dataset: spec, target: p.engine)) }
+        if p.isEmbeddedByRelay { copies.append(RelayedCopy(dataset: spec, target: p.engine, kind: .embeddings)) }
         let deadline = ContinuousClock.now + ReadConsistency.maxWait
         var applied: Int64 = 0
-        while true {
-            applied = try await RelayCheckpoint.load(copy, from: state).position
-            if applied >= token.position { return }
-            if ContinuousClock.now >= deadline { break }
-            try await Task.sleep(for: .milliseconds(5))
+        for copy in copies {
+            while true {
+                applied = try await RelayCheckpoint.load(copy, from: state).position
+                if applied >= token.position { break }
+                if ContinuousClock.now >= deadline { break }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            if applied < token.position { break }
         }
+        if applied >= token.position { return }
         throw PolyglotError(.stale, "The \(p.kind.rawValue) projection of '\(spec.name)' on '\(p.engine)' has applied the outbox up to position \(applied); the read asked for at least \(token.position) (\(token.position - applied) behind) and waited \(ReadConsistency.maxWait).",
                             fix: "Make sure a relay runs (Polyglot.run(), db.relay(), or `polyglot relay`), raise maxWait, or read the source of truth with get/query.",
                             retryable: true)
@@ -206,8 +216,11 @@ final class ReadThroughCache: Sendable {
          hits: Telemetry.Recorder, misses: Telemetry.Recorder) {
         self.backend = backend; self.engine = engine; self.dataset = dataset; self.ttl = ttl; self.jitter = jitter
         self.hits = hits; self.misses = misses
-        keyPrefix = "doc\u{1F}\(dataset)\u{1F}"
+        keyPrefix = Self.keyPrefix(dataset)
     }
+
+    /// Where the cache keeps the documents of `dataset`: this prefix, then the id.
+    static func keyPrefix(_ dataset: String) -> String { "doc\u{1F}\(dataset)\u{1F}" }
 
     func key(_ id: String) -> String { keyPrefix + id }
 

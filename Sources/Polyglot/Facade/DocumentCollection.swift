@@ -146,13 +146,24 @@ public struct DocumentCollection: Sendable {
                                          size: { ($0.count, 0) })
     }
 
-    /// Nearest by text: embeds `text` with the projection's built-in embedder.
+    /// Nearest by text: embeds `text` with the projection's embedder (the built-in hashing one unless it names another).
     public func nearest(text: String, k: Int = 10, where filter: Filter = .all) async throws -> [VectorHit] {
-        guard let p = runtime.spec.projection(.vectors), !p.fields.isEmpty, let dim = p.dimension else {
+        guard let p = runtime.spec.projection(.vectors), !p.fields.isEmpty, let embedder = runtime.embedder else {
             throw PolyglotError(.missingCapability, "Dataset '\(name)' has no vectors projection that embeds text fields.",
                                 fix: "Give its vectors projection `fields:` to embed, or call nearest(to:) with your own query vector.")
         }
-        return try await nearest(to: HashingEmbedder(dimension: dim).embed(text), k: k, where: filter)
+        let vector: [Float]
+        if let hashing = embedder as? HashingEmbedder {
+            vector = hashing.embed(text)
+        } else {
+            // A remote model: measured, as `embed` on the embedder's name.
+            vector = try await runtime.measure("embed", engine: p.embedder ?? EmbedderSpec.hashing,
+                                               { try await embedder.embed([text]).first ?? [] }, size: { _ in (1, text.utf8.count) })
+        }
+        if vector.isEmpty {
+            throw PolyglotError(.invalidArgument, "Dataset '\(name)': nearest(text:) was given an empty text.", fix: "Pass some words to search for.")
+        }
+        return try await nearest(to: vector, k: k, where: filter)
     }
 
     /// Documents linked from `id` by the graph projection, within `depth` hops.

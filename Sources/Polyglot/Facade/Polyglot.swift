@@ -27,11 +27,33 @@ public final class Polyglot: Service, Sendable {
     let runtimes: [String: DatasetRuntime]
     let logger: Logger
     let historyStore: (any TelemetryHistoryStore)?
+    /// The embedder of each dataset's vectors projection, by dataset name.
+    let embedders: [String: any Embedder]
 
     /// Validates the map, opens its engines and prepares every dataset's schema.
-    public init(map: DataMap, registry: EngineRegistry = .builtIn,
+    ///
+    /// `embedders` supplies embedders in code, by the name a vectors projection gives as `embedder:`; they take
+    /// precedence over those the map declares under `embedders:`.
+    public init(map: DataMap, registry: EngineRegistry = .builtIn, embedders custom: [String: any Embedder] = [:],
                 logger: Logger = Logger(label: "polyglot")) async throws {
-        try map.validate(registry: registry)
+        try map.validate(registry: registry, embedders: Set(custom.keys))
+        var embedders: [String: any Embedder] = [:]
+        for ds in map.datasets {
+            guard let p = ds.projection(.vectors), p.vectorField == nil, let dimension = p.dimension else { continue }
+            let name = p.embedder ?? EmbedderSpec.hashing
+            if let e = custom[name] {
+                guard e.dimension == dimension else {
+                    throw PolyglotError(.invalidDataMap, "Dataset '\(ds.name)': embedder '\(name)' returns \(e.dimension)-dimensional vectors; its vectors projection holds \(dimension).",
+                                        fix: "Set the projection's `dimension:` to \(e.dimension), or pass an embedder of dimension \(dimension).")
+                }
+                embedders[ds.name] = e
+            } else if let spec = map.embedder(named: name), spec.kind == "openai" {
+                embedders[ds.name] = try OpenAIEmbedder(spec: spec, dimension: dimension, logger: logger)
+            } else {
+                embedders[ds.name] = HashingEmbedder(dimension: dimension)
+            }
+        }
+        self.embedders = embedders
         self.map = map
         self.logger = logger
         let telemetry = Telemetry()
@@ -42,7 +64,11 @@ public final class Polyglot: Service, Sendable {
                 engines[spec.name] = try await registry.open(spec, context: EngineContext(logger: logger))
             }
             let copies = RelayedCopy.all(in: map)
-            for copy in copies where !(engines[copy.dataset.engine] is any ChangeFeedEngine) {
+            for copy in copies where copy.dataset.capture && !(engines[copy.dataset.engine] is any ChangeCaptureEngine) {
+                throw PolyglotError(.missingCapability, "Dataset '\(copy.dataset.name)' sets `capture: true`, but its engine '\(copy.dataset.engine)' cannot capture changes from its log.",
+                                    fix: "Place the dataset on a postgres engine, or remove `capture:`.")
+            }
+            for copy in copies where !copy.dataset.capture && !(engines[copy.dataset.engine] is any ChangeFeedEngine) {
                 throw PolyglotError(.missingCapability, "Dataset '\(copy.dataset.name)' has projections on engine '\(copy.target)', but its engine '\(copy.dataset.engine)' has no change feed for the relay to read.",
                                     fix: "Put the dataset on a sqlite or postgres engine, or its projections on '\(copy.dataset.engine)'.")
             }
@@ -53,7 +79,7 @@ public final class Polyglot: Service, Sendable {
                     switch copy.kind {
                     case .documents: specs.append(copy.copySpec)
                     case .analytics: specs.append(copy.analyticsSpec)
-                    case .stream: break
+                    case .stream, .embeddings, .cache: break
                     }
                 }
                 if copies.contains(where: { $0.stateEngine == name }) { specs.append(RelayedCopy.stateSpec(on: name)) }
@@ -64,7 +90,7 @@ public final class Polyglot: Service, Sendable {
             }
             var runtimes: [String: DatasetRuntime] = [:]
             for ds in map.datasets {
-                runtimes[ds.name] = try DatasetRuntime(spec: ds, engines: engines, telemetry: telemetry)
+                runtimes[ds.name] = try DatasetRuntime(spec: ds, engines: engines, telemetry: telemetry, embedder: embedders[ds.name])
             }
             // Analytics projections are read as tables: db.table("<dataset>_analytics").
             for copy in copies where copy.kind == .analytics {

@@ -1,7 +1,11 @@
+import Foundation
+
 extension DataMap {
     /// Checks the map for mistakes, and each engine's kind against the capabilities the registry knows.
     /// Throws one ``PolyglotError`` (`.invalidDataMap`, `.unknownEngine`, `.missingCapability`) listing every problem found.
-    public func validate(registry: EngineRegistry) throws {
+    /// `embedders` names the embedders supplied in code (`Polyglot(map:registry:embedders:)`), which vectors
+    /// projections may name without declaring them.
+    public func validate(registry: EngineRegistry, embedders custom: Set<String> = []) throws {
         var problems: [PolyglotError] = []
         func problem(_ code: PolyglotError.Code, _ message: String, fix: String) {
             problems.append(PolyglotError(code, message, fix: fix))
@@ -102,8 +106,28 @@ extension DataMap {
                 }
             }
             for p in ds.projections {
-                validateProjection(p, of: ds, registry: registry, problem: { problems.append($0) })
+                validateProjection(p, of: ds, registry: registry, customEmbedders: custom, problem: { problems.append($0) })
             }
+        }
+        var seenEmbedders = Set<String>()
+        for e in embedders {
+            let at = "Embedder '\(e.name)'"
+            if !seenEmbedders.insert(e.name).inserted { problem("\(at) is declared twice.", fix: "Keep one declaration.") }
+            if e.name == EmbedderSpec.hashing { problem("\(at) uses the name of the built-in hashing embedder.", fix: "Pick another name.") }
+            switch e.kind {
+            case "openai":
+                if e.url.flatMap({ URL(string: $0) }).map({ ["http", "https"].contains($0.scheme ?? "") }) != true {
+                    problem("\(at) has no http(s) `url:` (got \(e.url.map { "'\($0)'" } ?? "none")).", fix: "Set `url:` to the API base, e.g. https://api.openai.com/v1.")
+                }
+                if (e.model ?? "").isEmpty { problem("\(at) has no `model:`.", fix: "Name the embedding model, e.g. text-embedding-3-small.") }
+            case "hashing":
+                break
+            default:
+                problem("\(at) has kind '\(e.kind)'.", fix: "Use one of: \(EmbedderSpec.kinds.joined(separator: ", ")).")
+            }
+            if !(1...2048).contains(e.batchSize) { problem("\(at) has batchSize \(e.batchSize); it must be 1 to 2048.", fix: "Use e.g. 64.") }
+            if e.maxAttempts < 1 { problem("\(at) has maxAttempts \(e.maxAttempts).", fix: "Use 1 or more, e.g. 5.") }
+            if e.timeout <= .zero { problem("\(at) has a timeout that is not positive.", fix: "Use e.g. 30s.") }
         }
         if let store = telemetry.store, engine(named: store) == nil {
             problem(.unknownEngine, "`telemetry.store` names engine '\(store)', which is not declared.", fix: "Name a declared engine, e.g. the primary.")
@@ -123,16 +147,41 @@ extension DataMap {
         return !name.contains("__") && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
     }
 
-    private func validateProjection(_ p: ProjectionSpec, of ds: DatasetSpec, registry: EngineRegistry, problem: (PolyglotError) -> Void) {
+    private func validateProjection(_ p: ProjectionSpec, of ds: DatasetSpec, registry: EngineRegistry, customEmbedders custom: Set<String>, problem: (PolyglotError) -> Void) {
         let at = "Dataset '\(ds.name)', projection \(p.kind.rawValue)"
         guard let engine = engine(named: p.engine) else {
             problem(PolyglotError(.unknownEngine, "\(at) is on engine '\(p.engine)', which is not declared.",
                                   fix: "Declare it under `engines:` or name a declared engine."))
             return
         }
-        if ds.model != .documents {
-            problem(PolyglotError(.invalidDataMap, "\(at): projections apply to documents datasets; '\(ds.name)' is \(ds.model.rawValue).",
+        if ds.model == .table, ds.capture {
+            // A captured table's rows reach other engines through the relay, as documents keyed by the primary key.
+            if p.kind == .cache || (![.analytics, .stream].contains(p.kind) && p.engine == ds.engine) {
+                problem(PolyglotError(.invalidDataMap, "\(at): a table's projections are kept by the relay on another engine; this one is \(p.kind == .cache ? "a cache" : "on the table's own engine").",
+                                      fix: "Put search, vectors and graph projections of a table on another engine (its rows are copied there as documents), or use analytics and stream."))
+            }
+        } else if ds.model != .documents {
+            problem(PolyglotError(.invalidDataMap, "\(at): projections apply to documents datasets (and to tables with `capture: true`); '\(ds.name)' is \(ds.model.rawValue).",
                                   fix: "Move the projection to a documents dataset, or remove it."))
+        }
+        if ds.capture, p.kind == .cache, engine.kind == "memory" {
+            problem(PolyglotError(.invalidDataMap, "\(at) is an in-process (memory) cache of a dataset with `capture: true`: other writers' changes reach one relay, which cannot invalidate every process's own cache.",
+                                  fix: "Use a shared cache (a redis or memcached engine) for a captured dataset."))
+        }
+        if let name = p.embedder {
+            if p.kind != .vectors {
+                problem(PolyglotError(.invalidDataMap, "\(at) names an embedder, which only vectors projections use.", fix: "Remove `embedder:`."))
+            } else if p.vectorField != nil {
+                problem(PolyglotError(.invalidDataMap, "\(at) names both an embedder and a `vectorField:` holding ready-made embeddings.",
+                                      fix: "Keep `vectorField:` (you embed) or `embedder:` with `fields:` (Polyglot embeds), not both."))
+            } else if name != EmbedderSpec.hashing, embedder(named: name) == nil, !custom.contains(name) {
+                problem(PolyglotError(.invalidDataMap, "\(at) names embedder '\(name)', which is not declared under `embedders:`.",
+                                      fix: "Declare it (e.g. `embedders: { \(name): { kind: openai, url: ..., model: ... } }`) or use `hashing`."))
+            }
+            if p.isEmbeddedByRelay, let caps = registry.capabilities(ofKind: engine.kind), !caps.isSuperset(of: [.keyValue, .transactions]) {
+                problem(PolyglotError(.missingCapability, "\(at) is embedded by the relay on engine '\(p.engine)' (\(engine.kind)), which needs key-value and transactions for the relay's checkpoint.",
+                                      fix: "Put the vectors projection on a sqlite or postgres engine."))
+            }
         }
         if let caps = registry.capabilities(ofKind: engine.kind), !caps.contains(Capability.forProjection(p.kind)) {
             problem(PolyglotError(.missingCapability, "\(at) is on engine '\(engine.name)' (\(engine.kind)), which cannot hold a \(p.kind.rawValue) projection.",

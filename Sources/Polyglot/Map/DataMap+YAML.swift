@@ -42,7 +42,7 @@ extension DataMap {
                                 fix: "Start from the example that `polyglot quickstart` writes.")
         }
         let reader = YAMLReader()
-        try reader.allowOnly(["engines", "datasets", "telemetry"], in: top, at: "the data map")
+        try reader.allowOnly(["engines", "datasets", "telemetry", "embedders"], in: top, at: "the data map")
         var engines: [EngineSpec] = []
         if let node = top["engines"] {
             for (name, body) in try reader.namedEntries(node, at: "engines") {
@@ -55,6 +55,12 @@ extension DataMap {
                 datasets.append(try reader.dataset(name: name, body))
             }
         }
+        var embedders: [EmbedderSpec] = []
+        if let node = top["embedders"] {
+            for (name, body) in try reader.namedEntries(node, at: "embedders") {
+                embedders.append(try reader.embedder(name: name, body))
+            }
+        }
         var telemetry = TelemetrySpec()
         if let node = top["telemetry"] {
             guard let m = node.mapping else { throw reader.error("telemetry", "must be a mapping") }
@@ -62,7 +68,7 @@ extension DataMap {
             if let v = m["flushInterval"] { telemetry.flushInterval = try reader.duration(v, at: "telemetry.flushInterval") }
             if let v = m["store"] { telemetry.store = try reader.string(v, at: "telemetry.store") }
         }
-        self.init(engines: engines, datasets: datasets, telemetry: telemetry)
+        self.init(engines: engines, datasets: datasets, telemetry: telemetry, embedders: embedders)
     }
 
     /// Parses a duration such as `500ms`, `30s`, `5m`, `2h` or `7d`; a bare number means seconds.
@@ -245,7 +251,7 @@ struct YAMLReader {
 
     func projection(_ node: Node, at path: String) throws -> ProjectionSpec {
         guard let m = node.mapping else { throw error(path, "must be a mapping with `kind:` and `engine:`", line: node.mark) }
-        try allowOnly(["kind", "engine", "ttl", "jitter", "fields", "vectorField", "dimension", "metric", "edgeField", "edgeLabel", "index"],
+        try allowOnly(["kind", "engine", "ttl", "jitter", "fields", "vectorField", "dimension", "metric", "edgeField", "edgeLabel", "index", "embedder"],
                       in: m, at: path)
         guard let kindNode = m["kind"] else {
             throw error(path, "has no `kind:`", line: node.mark, fix: "Use one of: \(ProjectionKind.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -262,6 +268,25 @@ struct YAMLReader {
         if let v = m["edgeField"] { spec.edgeField = try string(v, at: "\(path).edgeField") }
         if let v = m["edgeLabel"] { spec.edgeLabel = try string(v, at: "\(path).edgeLabel") }
         if let v = m["index"] { spec.index = try vectorIndex(v, at: "\(path).index") }
+        if let v = m["embedder"] { spec.embedder = try string(v, at: "\(path).embedder") }
+        return spec
+    }
+
+    func embedder(name: String, _ node: Node) throws -> EmbedderSpec {
+        let path = "embedders.\(name)"
+        guard let m = node.mapping else { throw error(path, "must be a mapping with `kind:`", line: node.mark) }
+        try allowOnly(["kind", "url", "model", "apiKeyEnv", "requestDimensions", "batchSize", "timeout", "maxAttempts"], in: m, at: path)
+        guard let kindNode = m["kind"] else {
+            throw error(path, "has no `kind:`", line: node.mark, fix: "Use one of: \(EmbedderSpec.kinds.joined(separator: ", ")).")
+        }
+        var spec = EmbedderSpec(name: name, kind: try string(kindNode, at: "\(path).kind"))
+        if let v = m["url"] { spec.url = try string(v, at: "\(path).url") }
+        if let v = m["model"] { spec.model = try string(v, at: "\(path).model") }
+        if let v = m["apiKeyEnv"] { spec.apiKeyEnv = try string(v, at: "\(path).apiKeyEnv") }
+        if let v = m["requestDimensions"] { spec.requestDimensions = try bool(v, at: "\(path).requestDimensions") }
+        if let v = m["batchSize"] { spec.batchSize = try int(v, at: "\(path).batchSize") }
+        if let v = m["timeout"] { spec.timeout = try duration(v, at: "\(path).timeout") }
+        if let v = m["maxAttempts"] { spec.maxAttempts = try int(v, at: "\(path).maxAttempts") }
         return spec
     }
 }

@@ -151,11 +151,15 @@ public struct ProjectionSpec: Sendable, Hashable, Codable {
     public var edgeLabel: String?
     /// A `vectors` projection's index settings.
     public var index: VectorIndexSpec
+    /// A `vectors` projection's embedder: the name of one under `embedders:` (see ``EmbedderSpec``), or nil for the
+    /// built-in hashing embedder. Any other than the hashing one is run by the relay, after the write commits.
+    public var embedder: String?
 
     public init(kind: ProjectionKind, engine: String, ttl: Duration? = nil, jitter: Double = 0.1, fields: [String] = [],
                 vectorField: String? = nil, dimension: Int? = nil, metric: VectorMetric = .cosine,
-                edgeField: String? = nil, edgeLabel: String? = nil, index: VectorIndexSpec = VectorIndexSpec()) {
+                edgeField: String? = nil, edgeLabel: String? = nil, index: VectorIndexSpec = VectorIndexSpec(), embedder: String? = nil) {
         self.index = index
+        self.embedder = embedder
         self.kind = kind; self.engine = engine; self.ttl = ttl; self.jitter = jitter; self.fields = fields
         self.vectorField = vectorField; self.dimension = dimension; self.metric = metric
         self.edgeField = edgeField; self.edgeLabel = edgeLabel
@@ -167,10 +171,10 @@ public struct ProjectionSpec: Sendable, Hashable, Codable {
     public static func search(on engine: String, fields: [String]) -> ProjectionSpec {
         ProjectionSpec(kind: .search, engine: engine, fields: fields)
     }
-    /// Vectors embedded from `fields` with the built-in hashing embedder, or read from `vectorField`.
+    /// Vectors embedded from `fields` with the built-in hashing embedder (or the one named `embedder`), or read from `vectorField`.
     public static func vectors(on engine: String, fields: [String] = [], vectorField: String? = nil,
-                               dimension: Int, metric: VectorMetric = .cosine) -> ProjectionSpec {
-        ProjectionSpec(kind: .vectors, engine: engine, fields: fields, vectorField: vectorField, dimension: dimension, metric: metric)
+                               dimension: Int, metric: VectorMetric = .cosine, embedder: String? = nil) -> ProjectionSpec {
+        ProjectionSpec(kind: .vectors, engine: engine, fields: fields, vectorField: vectorField, dimension: dimension, metric: metric, embedder: embedder)
     }
 }
 
@@ -245,12 +249,15 @@ public struct DataMap: Sendable, Hashable, Codable {
     public var engines: [EngineSpec]
     public var datasets: [DatasetSpec]
     public var telemetry: TelemetrySpec
+    /// Embedders the vectors projections name (see ``EmbedderSpec``).
+    public var embedders: [EmbedderSpec]
 
-    public init(engines: [EngineSpec], datasets: [DatasetSpec], telemetry: TelemetrySpec = TelemetrySpec()) {
-        self.engines = engines; self.datasets = datasets; self.telemetry = telemetry
+    public init(engines: [EngineSpec], datasets: [DatasetSpec], telemetry: TelemetrySpec = TelemetrySpec(), embedders: [EmbedderSpec] = []) {
+        self.engines = engines; self.datasets = datasets; self.telemetry = telemetry; self.embedders = embedders
     }
 
     public func engine(named name: String) -> EngineSpec? { engines.first { $0.name == name } }
+    public func embedder(named name: String) -> EmbedderSpec? { embedders.first { $0.name == name } }
     public func dataset(named name: String) -> DatasetSpec? { datasets.first { $0.name == name } }
 
     /// Applies `POLYGLOT_ENGINE_<NAME>_URL` and `POLYGLOT_ENGINE_<NAME>_PATH` overrides,

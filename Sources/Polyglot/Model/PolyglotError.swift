@@ -24,6 +24,8 @@ public struct PolyglotError: Error, Sendable, CustomStringConvertible, Equatable
         case conflict
         case engineFailure
         case engineUnavailable
+        /// An embedder (a model endpoint) refused or failed a request.
+        case embedderFailure
         case transactionFailed
         case closed
         /// A read asked for data at least as fresh as a token, and the projection did not catch up in time.

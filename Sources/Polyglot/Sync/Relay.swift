@@ -12,8 +12,14 @@ import Synchronization
 ///   outbox event with the projection's `fields:` flattened into columns, so reports run there and never on the source.
 /// - A **stream** (`dataset.stream@engine`) publishes every change to an event bus (a Redis Stream named after the
 ///   dataset); its checkpoint lives on the source engine, since a stream has no transactions.
+/// - **Embeddings** (`dataset.embeddings@engine`) compute a vectors projection's embeddings with a remote embedder
+///   (see ``Embedder``) after the write commits, and write them into the projection on its engine.
+/// - A **cache** invalidator (`dataset.cache@engine`) drops cache entries of a dataset with `capture: true`, whose
+///   writers are not all Polyglot (Polyglot's own writes invalidate before they return); its checkpoint lives on the source.
+///
+/// A dataset with `capture: true` feeds all of them from its engine's log (change data capture) instead of the outbox.
 public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable { case documents, analytics, stream }
+    public enum Kind: String, Sendable, Hashable { case documents, analytics, stream, embeddings, cache }
 
     /// The dataset as declared: its source engine and every projection.
     public let dataset: DatasetSpec
@@ -30,6 +36,13 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
     public var copySpec: DatasetSpec {
         var s = dataset
         s.engine = target
+        s.capture = false
+        if s.model == .table {
+            // A captured table's rows are copied as documents keyed by the primary key.
+            s.model = .documents
+            s.primaryKey = nil
+            s.fields.removeAll { $0.name == "id" }
+        }
         s.projections = dataset.projections.filter { $0.engine == target && $0.kind != .cache && $0.kind != .analytics }
         return s
     }
@@ -56,18 +69,20 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
 
     /// Where the copy's checkpoint, lease and dead letters are kept: on the target, in the transaction that
     /// applies a batch; for a stream (no transactions), on the source.
-    public var stateEngine: String { kind == .stream ? dataset.engine : target }
+    public var stateEngine: String { kind == .stream || kind == .cache ? dataset.engine : target }
     public var description: String { name }
 
     /// Every relayed copy a data map needs: a documents copy per dataset and engine holding its search, vectors
     /// or graph projection away from the dataset's own engine, and an analytics copy per analytics projection.
     public static func all(in map: DataMap) -> [RelayedCopy] {
         var out: [RelayedCopy] = []
-        for ds in map.datasets where ds.model == .documents {
+        for ds in map.datasets where ds.model == .documents || (ds.model == .table && ds.capture) {
             let targets = Set(ds.projections.filter { ![.cache, .analytics, .stream].contains($0.kind) && $0.engine != ds.engine }.map(\.engine))
             for t in targets.sorted() { out.append(RelayedCopy(dataset: ds, target: t)) }
+            if let p = ds.projection(.vectors), p.isEmbeddedByRelay { out.append(RelayedCopy(dataset: ds, target: p.engine, kind: .embeddings)) }
             if let p = ds.projection(.analytics) { out.append(RelayedCopy(dataset: ds, target: p.engine, kind: .analytics)) }
             if let p = ds.projection(.stream) { out.append(RelayedCopy(dataset: ds, target: p.engine, kind: .stream)) }
+            if ds.capture, let p = ds.projection(.cache) { out.append(RelayedCopy(dataset: ds, target: p.engine, kind: .cache)) }
         }
         return out
     }
@@ -223,6 +238,10 @@ final class RelayWorker: Sendable {
     /// The engine keeping the checkpoint and lease, in whose transaction each step commits.
     private let stateHolder: any Engine
     private let telemetry: Telemetry
+    /// An embeddings copy's embedder.
+    private let embedder: (any Embedder)?
+    /// A captured dataset's feed over its engine's log, opened on first use (it creates the capture slot).
+    private let captured = Mutex<(any CapturedChangeFeed)?>(nil)
     private struct State {
         var appliedPosition: Int64 = 0
         var applied = 0
@@ -242,6 +261,26 @@ final class RelayWorker: Sendable {
         self.target = db.engines[copy.target]!
         self.stateHolder = db.engines[copy.stateEngine]!
         self.telemetry = db.telemetry
+        self.embedder = copy.kind == .embeddings ? db.embedders[copy.dataset.name] : nil
+    }
+
+    /// Where the copy's changes come from: the dataset's engine's log for a captured dataset, else the outbox.
+    func feed() async throws -> any ChangeFeed {
+        if copy.dataset.capture {
+            if let feed = captured.withLock({ $0 }) { return feed }
+            guard let engine = source as? any ChangeCaptureEngine else {
+                throw PolyglotError(.missingCapability, "Dataset '\(copy.dataset.name)' sets `capture: true`, but engine '\(copy.dataset.engine)' cannot capture changes.",
+                                    fix: "Place the dataset on a postgres engine, or remove `capture:`.")
+            }
+            let feed = try await engine.capturedChanges(of: [copy.dataset], consumer: copy.name)
+            captured.withLock { $0 = feed }
+            return feed
+        }
+        guard let feedEngine = source as? any ChangeFeedEngine else {
+            throw PolyglotError(.missingCapability, "Engine '\(copy.dataset.engine)' has no change feed, so '\(copy.dataset.name)' cannot feed projections on '\(copy.target)'.",
+                                fix: "Put the dataset on a sqlite or postgres engine, or its projections on '\(copy.dataset.engine)'.")
+        }
+        return feedEngine.changeFeed()
     }
 
     private var checkpointKey: String { RelayCheckpoint.key(copy) }
@@ -273,7 +312,7 @@ final class RelayWorker: Sendable {
     /// Waits for the next commit on the source after the last batch read (woken early where the engine notifies),
     /// at most `idleInterval`.
     private func idle() async {
-        if let feed = (source as? any ChangeFeedEngine)?.changeFeed() {
+        if let feed = try? await feed() {
             await feed.waitForChanges(after: ChangeCursor(state: state.withLock { $0.lastCursor }), timeout: options.idleInterval)
         } else {
             try? await Task.sleep(for: options.idleInterval)
@@ -283,18 +322,20 @@ final class RelayWorker: Sendable {
     /// One batch: read from the checkpoint, then apply + checkpoint + lease renewal in one target transaction.
     /// Returns the number of events read (0 when idle), or nil when another relay holds the lease.
     func step() async throws -> Int? {
-        guard let feedEngine = source as? any ChangeFeedEngine else {
-            throw PolyglotError(.missingCapability, "Engine '\(copy.dataset.engine)' has no change feed, so '\(copy.dataset.name)' cannot feed projections on '\(copy.target)'.",
-                                fix: "Put the dataset on a sqlite or postgres engine, or its projections on '\(copy.dataset.engine)'.")
-        }
+        let feed = try await feed()
         let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
         let publisher = copy.kind == .stream ? try target.streamPublisher() : nil
         let docs = copy.kind == .documents ? try target.documentStore(for: copy.copySpec) : nil
         let table = copy.kind == .analytics ? try target.tableStore(for: copy.analyticsSpec) : nil
+        // An embeddings copy writes the projection of the dataset as its engine holds it: the dataset itself
+        // when the projection is on the dataset's engine, else the documents copy there.
+        let vectors = copy.kind == .embeddings
+            ? try target.projectedVectors(for: copy.target == copy.dataset.engine ? copy.dataset : copy.copySpec) : nil
+        let cache = copy.kind == .cache ? try target.cacheBackend() : nil
         let analytics = copy
         let checkpoint = try await RelayCheckpoint.load(copy, from: kv)
         state.withLock { $0.appliedPosition = max($0.appliedPosition, checkpoint.position) }
-        let batch = try await feedEngine.changeFeed().changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
+        let batch = try await feed.changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
         let mine = batch.events.filter { $0.dataset == copy.dataset.name }
         state.withLock { $0.lastCursor = batch.next.state }
         // The relay's own state writes (checkpoints, leases) are events too, on an engine that keeps relay state
@@ -302,10 +343,18 @@ final class RelayWorker: Sendable {
         // nothing, so it cannot feed itself; the next step that has real events moves the checkpoint past them.
         let relevant = batch.events.count { $0.dataset != RelayedCopy.stateDataset }
         if relevant == 0 { return 0 }
+        // Embeddings are computed before the transaction: a slow model holds no lock. A failure the endpoint may
+        // recover from fails the step (retried with backoff; other copies go on); a document it refuses becomes a
+        // dead letter.
+        var embeddings: ([Int64: [Float]], [Int64: String]) = ([:], [:])
+        if let embedder, let p = copy.dataset.projection(.vectors) {
+            embeddings = try await embed(Self.latestPerKey(mine).filter { $0.operation == "put" }, with: embedder, projection: p)
+        }
+        let (embedded, refused) = embeddings
         let now = Date()
         let holder = options.holder
         let leaseSeconds = Double(options.leaseDuration.components.seconds) + Double(options.leaseDuration.components.attoseconds) / 1e18
-        let copyName = copy.name, deadPrefix = self.deadPrefix
+        let copyName = copy.name, deadPrefix = self.deadPrefix, cachePrefix = ReadThroughCache.keyPrefix(copy.dataset.name)
         let (leader, dead, applied) = try await stateHolder.withTransaction { () async throws -> (Bool, [DeadLetter], Int) in
             // The increment takes a row lock (PostgreSQL) or the write lock (SQLite) held until commit, so lease
             // checks of concurrent relays on this copy run one after the other.
@@ -333,6 +382,36 @@ final class RelayWorker: Sendable {
                         dead.append(letter)
                         _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
                     }
+                }
+            }
+            if let cache {
+                // Another writer changed these keys: drop their entries. The tombstone's version is the change's log
+                // position, above any document version, so no fill that read the old value lands for its lifetime.
+                for event in mine {
+                    try await cache.invalidate(cachePrefix + event.key, version: event.position, ttl: .seconds(10))
+                    applied += 1
+                }
+            }
+            if let vectors {
+                for event in Self.latestPerKey(mine) {
+                    let versionKey = RelayedCopy.versionKey(copyName, event.key)
+                    if let held = try await kv.get(versionKey).flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }), held >= event.position {
+                        continue
+                    }
+                    if let error = refused[event.position] {
+                        let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: error)
+                        dead.append(letter)
+                        _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
+                        continue
+                    }
+                    if event.operation == "put", let vector = embedded[event.position], !vector.isEmpty {
+                        _ = try await vectors.upsert([VectorRecord(id: event.key, vector: vector)])
+                    } else if event.operation == "put" || event.operation == "delete" {
+                        // Deleted, or nothing to embed (the fields are empty): no vector.
+                        _ = try await vectors.delete(event.key)
+                    }
+                    _ = try await kv.set(versionKey, Data(String(event.position).utf8), ttl: nil)
+                    applied += 1
                 }
             }
             for event in mine where docs != nil {
@@ -370,6 +449,13 @@ final class RelayWorker: Sendable {
             _ = try await kv.set(self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds)), ttl: nil)
             return (true, dead, applied)
         }
+        if let captured = captured.withLock({ $0 }) {
+            // The batch is checkpointed on the target: the engine may now discard its log up to there. Failing to
+            // say so only keeps log longer; the next step says it again.
+            do { try await captured.acknowledge(upTo: batch.next) } catch {
+                logger.warning("relay: could not acknowledge captured changes", metadata: ["copy": "\(copyName)", "error": "\(error)"])
+            }
+        }
         for letter in dead {
             logger.error("relay: event set aside as a dead letter", metadata: ["copy": "\(copyName)", "position": "\(letter.position)", "key": "\(letter.key)", "error": "\(letter.error)"])
         }
@@ -389,6 +475,50 @@ final class RelayWorker: Sendable {
             telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: copy.target, operation: "relay.apply")).record(nanoseconds: 0, rows: applied, bytes: 0)
         }
         return relevant
+    }
+
+    /// The last event of each key in `events`, in their order: applying only those ends in the same state.
+    static func latestPerKey(_ events: [ChangeEvent]) -> [ChangeEvent] {
+        var last: [String: Int] = [:]
+        for (i, e) in events.enumerated() { last[e.key] = i }
+        return events.enumerated().filter { last[$0.element.key] == $0.offset }.map(\.element)
+    }
+
+    /// Embeddings of the puts in `events`, by event position (an empty vector when there is no text to embed),
+    /// and the events the embedder refused, with its message. Throws when the endpoint may recover (retry later).
+    private func embed(_ events: [ChangeEvent], with embedder: any Embedder, projection p: ProjectionSpec) async throws -> ([Int64: [Float]], [Int64: String]) {
+        var texts: [(position: Int64, text: String)] = []
+        var refused: [Int64: String] = [:]
+        for event in events {
+            guard let payload = event.payload, let body = try? JSON(parsing: payload) else {
+                refused[event.position] = "Outbox event \(event.position) (put '\(event.key)') has no readable payload to embed."
+                continue
+            }
+            texts.append((event.position, p.embeddingText(of: body)))
+        }
+        var out: [Int64: [Float]] = [:]
+        guard !texts.isEmpty else { return (out, refused) }
+        let start = ContinuousClock.now
+        let recorder = telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: p.embedder ?? EmbedderSpec.hashing, operation: "embed"))
+        do {
+            let vectors = try await embedder.embed(texts.map(\.text))
+            for (t, v) in zip(texts, vectors) { out[t.position] = v }
+            recorder.record(nanoseconds: Telemetry.nanoseconds(since: start), rows: texts.count, bytes: texts.reduce(0) { $0 + $1.text.utf8.count })
+        } catch let error as PolyglotError where !error.isRetryable {
+            recorder.record(nanoseconds: Telemetry.nanoseconds(since: start), failed: true)
+            // The endpoint refused the batch: find which documents it refuses, one at a time.
+            for t in texts {
+                do {
+                    out[t.position] = try await embedder.embed([t.text]).first ?? []
+                } catch let one as PolyglotError where !one.isRetryable {
+                    refused[t.position] = one.description
+                }
+            }
+        } catch {
+            recorder.record(nanoseconds: Telemetry.nanoseconds(since: start), failed: true)
+            throw error
+        }
+        return (out, refused)
     }
 
     func release() async throws {

@@ -34,7 +34,7 @@ extension Relay {
     /// up, or run it again. `progress` is called after each page with the documents checked so far and the total.
     public func verify(_ copyName: String? = nil, repair: Bool = false,
                        progress: (@Sendable (_ copy: String, _ checked: Int, _ total: Int) -> Void)? = nil) async throws -> [VerifyReport] {
-        let chosen = copies.filter { $0.kind == .documents && (copyName == nil || $0.name == copyName) }
+        let chosen = copies.filter { $0.kind == .documents && $0.dataset.model == .documents && (copyName == nil || $0.name == copyName) }
         if let copyName, chosen.isEmpty {
             throw PolyglotError(.unknownDataset, "The relay has no copy named '\(copyName)' (copies: \(copies.map(\.name).joined(separator: ", "))).",
                                 fix: "Name a copy as dataset@engine, for a projection placed on another engine than its dataset.")
