@@ -63,21 +63,22 @@ public struct OpenAIEmbedder: Embedder {
     }
 
     public func embed(_ texts: [String]) async throws -> [[Float]] {
-        var out: [[Float]] = []
-        out.reserveCapacity(texts.count)
-        for start in stride(from: 0, to: texts.count, by: batchSize) {
-            out += try await embedBatch(Array(texts[start..<min(start + batchSize, texts.count)]))
+        // The API refuses empty strings; an empty text embeds to nothing, which callers treat as "no vector".
+        let nonEmpty = texts.indices.filter { !texts[$0].isEmpty }
+        var out = texts.map { _ in [Float]() }
+        for start in stride(from: 0, to: nonEmpty.count, by: batchSize) {
+            let slots = nonEmpty[start..<min(start + batchSize, nonEmpty.count)]
+            let vectors = try await embedBatch(slots.map { texts[$0] })
+            for (i, v) in zip(slots, vectors) { out[i] = v }
         }
         return out
     }
 
     private var endpoint: URL { url.appendingPathComponent("embeddings") }
 
+    /// Embeddings of non-empty `texts`, in order.
     private func embedBatch(_ texts: [String]) async throws -> [[Float]] {
-        // The API refuses empty strings; an empty text embeds to nothing, which the caller treats as "no vector".
-        let nonEmpty = texts.indices.filter { !texts[$0].isEmpty }
-        guard !nonEmpty.isEmpty else { return texts.map { _ in [] } }
-        var body: [String: Any] = ["model": model, "input": nonEmpty.map { texts[$0] }, "encoding_format": "float"]
+        var body: [String: Any] = ["model": model, "input": texts, "encoding_format": "float"]
         if requestDimensions { body["dimensions"] = dimension }
         var request = URLRequest(url: endpoint)
         request.httpMethod = "POST"
@@ -93,12 +94,7 @@ public struct OpenAIEmbedder: Embedder {
             do {
                 let (data, response) = try await session.data(for: request)
                 let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-                if (200..<300).contains(status) {
-                    let vectors = try decode(data, expected: nonEmpty.count)
-                    var result = texts.map { _ in [Float]() }
-                    for (i, v) in zip(nonEmpty, vectors) { result[i] = v }
-                    return result
-                }
+                if (200..<300).contains(status) { return try decode(data, expected: texts.count) }
                 let retryable = status == 429 || status == 408 || status >= 500
                 failure = PolyglotError(.embedderFailure, "Embedder \(endpoint.absoluteString) (model \(model)) answered HTTP \(status): \(Self.message(in: data)).",
                                         fix: Self.fix(status: status), retryable: retryable)
