@@ -116,7 +116,9 @@ struct PostgresDocumentStore: DocumentStore {
         var q = PGQuery()
         let f = PGFilter(target: .json(column: "body"))
         let whereSQL = try f.translate(query.filter, into: &q)
-        q.sql = "SELECT id, version, body FROM \(table) WHERE \(whereSQL)" + f.orderBy(query.sort, tiebreak: "id")
+        q.sql = "SELECT id, version, body FROM \(table) WHERE \(whereSQL)"
+        if let after = query.after { q.sql += " AND id > \(q.bind(after))" }
+        q.sql += f.orderBy(query.sort, tiebreak: "id")
         if let limit = query.limit { q.sql += " LIMIT \(q.bind(limit))" }
         if query.offset > 0 { q.sql += " OFFSET \(q.bind(query.offset))" }
         return try await documents(q)

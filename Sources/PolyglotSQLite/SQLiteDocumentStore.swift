@@ -78,8 +78,9 @@ struct SQLiteDocumentStore: DocumentStore {
     func query(_ query: DocumentQuery) async throws -> [Document] {
         var f = SQLFilter(.json(column: "body"))
         let whereSQL = try f.translate(query.filter)
-        var sql = "SELECT id, version, body FROM \(table) WHERE \(whereSQL)" + f.orderBy(query.sort, tiebreak: "id")
+        var sql = "SELECT id, version, body FROM \(table) WHERE \(whereSQL)" + (query.after == nil ? "" : " AND id > ?") + f.orderBy(query.sort, tiebreak: "id")
         var binds = f.binds
+        if let after = query.after { binds.append(.text(after)) }
         if let limit = query.limit { sql += " LIMIT ?"; binds.append(.integer(Int64(limit))) } else if query.offset > 0 { sql += " LIMIT -1" }
         if query.offset > 0 { sql += " OFFSET ?"; binds.append(.integer(Int64(query.offset))) }
         return try engine.read { c in try rows(c, sql, binds) }

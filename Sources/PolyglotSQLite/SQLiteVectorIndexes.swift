@@ -23,6 +23,7 @@ final class VectorIndexes: Sendable {
     private let map = Mutex<[String: (index: HNSWIndex, dataset: String)]>([:])
     func get(_ table: String) -> HNSWIndex? { map.withLock { $0[table]?.index } }
     func set(_ table: String, _ index: HNSWIndex, dataset: String) { map.withLock { $0[table] = (index, dataset) } }
+    func remove(_ table: String) -> HNSWIndex? { map.withLock { $0.removeValue(forKey: table)?.index } }
     var all: [(table: String, index: HNSWIndex, dataset: String)] { map.withLock { $0.map { ($0.key, $0.value.index, $0.value.dataset) } } }
 }
 

@@ -79,6 +79,22 @@ extension ConformanceSuite {
             try expect(r2 == [5, 6, 7, 8, 9], "offset paging gave \(r2)")
             try expect(try await items.query(limit: 0).isEmpty, "limit 0 should return nothing")
         },
+        ConformanceCheck(.documents, "keyset paging with after: visits every document once, whatever is deleted meanwhile", datasets: docs()) { db in
+            let items = try db.documents("items")
+            try await items.putMany((0..<25).map { (id: "d\(100 + $0)", body: .object(["n": .number(Double($0))])) })
+            var seen: [String] = []
+            var after: String?
+            while true {
+                let page = try await items.query(.field("n") >= 0, limit: 4, after: after)
+                if page.isEmpty { break }
+                seen += page.map(\.id)
+                after = page.last?.id
+                // Deleting what was already read would shift an offset page; it cannot shift a keyset page.
+                if seen.count == 8 { for id in seen.prefix(4) { _ = try await items.delete(id) } }
+            }
+            try expect(seen == (0..<25).map { "d\(100 + $0)" }, "keyset pages gave \(seen)")
+            try await expectError(.invalidArgument, "after: with sort keys") { _ = try await items.query(sort: [.ascending("n")], after: "d100") }
+        },
         ConformanceCheck(.documents, "get many returns the existing ids", datasets: docs()) { db in
             let items = try db.documents("items")
             try await items.putMany([("a", ["v": 1]), ("b", ["v": 2]), ("c", ["v": 3])])

@@ -11,7 +11,7 @@ struct PolyglotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "polyglot",
         abstract: "Polyglot: one application, many specialized databases.",
-        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self, VerifyCommand.self],
+        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self, VerifyCommand.self, RebuildCommand.self],
         defaultSubcommand: nil
     )
 }
@@ -183,15 +183,10 @@ struct VerifyCommand: AsyncParsableCommand {
         try await reportingErrors {
             let db = try await options.open()
             let relay = db.relay()
-            var name = target
-            if let t = target, !t.contains("@") {
-                let matching = relay.copies.filter { $0.dataset.name == t }
-                guard matching.count == 1 else {
-                    try await db.close()
-                    throw PolyglotError(.unknownDataset, "'\(t)' names \(matching.count) copies (copies: \(relay.copies.map(\.name).joined(separator: ", "))).",
-                                        fix: "Name one copy as dataset@engine.")
-                }
-                name = matching[0].name
+            let name: String?
+            do { name = try target.map { try relay.copyName(for: $0, kinds: [.documents]) } } catch {
+                try await db.close()
+                throw error
             }
             let reports = try await relay.verify(name, repair: repair) { copy, checked, total in
                 FileHandle.standardError.write(Data("\r\(copy): checked \(checked) of \(total)".utf8))

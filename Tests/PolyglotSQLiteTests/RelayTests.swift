@@ -256,3 +256,83 @@ import Testing
         }
     }
 }
+
+/// `Relay.rebuild`: a new copy alongside the live one, swapped in while writers, the relay and readers keep going.
+@Suite struct RebuildTests {
+    @Test func aRebuildSwapsInANewCopyWhileWritesReadsAndTheRelayGoOn() async throws {
+        let dir = tempDir()
+        let db = try await Polyglot(map: RelayTests.map(dir), registry: .embedded)
+        let articles = try db.documents("articles")
+        for i in 0..<300 {
+            try await articles.put("a\(i)", ["title": .string("article \(i) about raft"), "body": "text", "cites": .array([.string("a\((i + 1) % 300)")])])
+        }
+        let relay = db.relay(RelayOptions(batchSize: 50, idleInterval: .milliseconds(5), holder: "live"))
+        #expect(try await relay.catchUp() == 300)
+        // The copy drifts behind the relay's back: one document lost, one tampered with (what verify would find).
+        let copy = try db.engine("index").documentStore(for: RelayedCopy(dataset: db.map.datasets[0], target: "index").copySpec)
+        _ = try await copy.delete("a7")
+        _ = try await copy.put([("a8", Data(#"{"title":"tampered"}"#.utf8))])
+
+        let running = Task { try await relay.run() }
+        // Writers and readers keep going during the rebuild.
+        let writer = Task {
+            for i in 0..<200 {
+                try await articles.put("w\(i)", ["title": .string("written during the rebuild \(i)"), "body": "raft"])
+                if i % 10 == 0 { _ = try await articles.delete("a\(100 + i / 10)") }
+            }
+        }
+        let reader = Task { () -> Int in
+            var reads = 0
+            while !Task.isCancelled {
+                _ = try await articles.search("raft", limit: 5)
+                reads += 1
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+            return reads
+        }
+        let phases = PhaseLog()
+        let report = try await db.relay(RelayOptions(holder: "rebuilder")).rebuild("articles@index", batchSize: 64) { phase, done, total in
+            phases.add(phase)
+        }
+        try await writer.value
+        reader.cancel()
+        let reads = try await reader.value   // no read failed while the copy was swapped
+        #expect(reads > 0)
+        #expect(report.documents >= 300 && report.rounds >= 1, "\(report)")
+        #expect(phases.seen.first == .copying && phases.seen.last == .swapped)
+
+        // The live relay continues on the new copy: after it catches up, the copy equals the source.
+        let last = try await articles.put("final", ["title": "the final word", "body": "raft"])
+        _ = try await db.reading(atLeast: last) { try await articles.search("final") }
+        running.cancel()
+        _ = try? await running.value
+        let verified = try await db.relay().verify("articles@index")
+        #expect(verified.first?.isClean == true, "\(verified)")
+        #expect(verified.first?.sourceDocuments == 300 + 200 - 20 + 1)
+        #expect(try await articles.search("tampered").isEmpty)
+        #expect(try await articles.search("written during the rebuild 199").first?.id == "w199")
+        #expect(try await articles.related("a6").map(\.node) == ["a7"])
+        #expect(try await articles.nearest(text: "article 7 about raft", k: 1).first?.id == "a7")
+        try await db.close()
+
+        // The swapped-in copy is what a restart opens (its vector index is rebuilt from the new table).
+        let reopened = try await Polyglot(map: RelayTests.map(dir), registry: .embedded)
+        #expect(try await reopened.documents("articles").nearest(text: "article 7 about raft", k: 1).first?.id == "a7")
+        #expect(try await reopened.relay().verify("articles@index").first?.isClean == true)
+        try await reopened.close()
+    }
+
+    @Test func rebuildRefusesWhatItCannotRebuild() async throws {
+        let db = try await Polyglot(map: RelayTests.map(tempDir()), registry: .embedded)
+        await #expect(throws: PolyglotError.self) { try await db.relay().rebuild("nope@index") }
+        #expect(try db.relay().copyName(for: "articles") == "articles@index")
+        #expect(throws: PolyglotError.self) { try db.relay().copyName(for: "unknown") }
+        try await db.close()
+    }
+}
+
+final class PhaseLog: Sendable {
+    private let phases = Mutex<[RebuildPhase]>([])
+    func add(_ p: RebuildPhase) { phases.withLock { $0.append(p) } }
+    var seen: [RebuildPhase] { phases.withLock { $0 } }
+}

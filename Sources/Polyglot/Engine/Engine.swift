@@ -36,6 +36,14 @@ public protocol Engine: Sendable {
     /// join the transaction. A thrown error rolls everything back.
     func withTransaction<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R
 
+    /// Replaces the documents dataset `live` (its table and the projections this engine derives from it) by
+    /// `shadow`, a copy prepared and filled alongside: `live`'s tables are dropped and `shadow`'s take their names,
+    /// in one transaction (joining the caller's), so readers see the old copy or the new one, never a mix.
+    /// Used by ``Relay/rebuild(_:progress:)``.
+    func replaceDataset(_ live: DatasetSpec, with shadow: DatasetSpec) async throws
+    /// Drops a documents dataset's tables (and derived projections) on this engine: a rebuild's abandoned shadow.
+    func dropDataset(_ dataset: DatasetSpec) async throws
+
     /// Periodic housekeeping, called by ``Polyglot/maintain(now:)``: pruning logs, expiring data.
     func maintain(now: Date) async throws
     /// The same, told that relayed copies still need this engine's outbox events from position
@@ -76,6 +84,12 @@ extension Engine {
         throw missing(.transactions)
     }
     public func ping() async throws {}
+    public func replaceDataset(_ live: DatasetSpec, with shadow: DatasetSpec) async throws {
+        throw PolyglotError(.missingCapability, "Engine '\(spec.name)' (\(spec.kind)) cannot swap a rebuilt copy in.", fix: "Rebuild copies on a sqlite or postgres engine.")
+    }
+    public func dropDataset(_ dataset: DatasetSpec) async throws {
+        throw PolyglotError(.missingCapability, "Engine '\(spec.name)' (\(spec.kind)) cannot drop a dataset.", fix: "Drop it with the engine's own tools.")
+    }
     public func consistencyToken(position: Int64) -> ConsistencyToken { ConsistencyToken(engine: spec.name, position: position) }
     public func maintain(now: Date) async throws {}
     public func maintain(now: Date, outboxNeededFrom: Int64?) async throws { try await maintain(now: now) }

@@ -102,14 +102,19 @@ public struct DocumentCollection: Sendable {
         return token
     }
 
-    /// Documents matching `filter`, sorted, paged by `limit` and `offset`.
-    public func query(_ filter: Filter = .all, sort: [SortKey] = [], limit: Int? = nil, offset: Int = 0) async throws -> [Document] {
+    /// Documents matching `filter`, sorted, paged by `limit` and `offset` — or, in id order, by `after`: the last id
+    /// of the previous page (keyset paging, which concurrent inserts and deletes do not shift).
+    public func query(_ filter: Filter = .all, sort: [SortKey] = [], limit: Int? = nil, offset: Int = 0, after: String? = nil) async throws -> [Document] {
+        if after != nil, !sort.isEmpty || offset != 0 {
+            throw PolyglotError(.invalidArgument, "Dataset '\(name)': `after:` pages in id order, so it cannot be combined with sort keys or an offset.",
+                                fix: "Drop `sort:` and `offset:` when paging with `after:`, or page sorted results with `offset:`.")
+        }
         try runtime.checkFilter(filter)
         try runtime.checkFilter(.and(sort.map { .exists($0.path) }))
         if let limit, limit < 0 { throw PolyglotError(.invalidArgument, "limit \(limit) is negative.", fix: "Pass a limit of 0 or more, or nil.") }
         if offset < 0 { throw PolyglotError(.invalidArgument, "offset \(offset) is negative.", fix: "Pass an offset of 0 or more.") }
         let store = self.store
-        let q = DocumentQuery(filter: filter, sort: sort, limit: limit, offset: offset)
+        let q = DocumentQuery(filter: filter, sort: sort, limit: limit, offset: offset, after: after)
         return try await runtime.measure("query", { try await store.query(q) }, size: { ($0.count, $0.reduce(0) { $0 + $1.data.count }) })
     }
 

@@ -72,8 +72,12 @@ public struct DocumentQuery: Sendable, Hashable {
     public var sort: [SortKey]
     public var limit: Int?
     public var offset: Int
-    public init(filter: Filter = .all, sort: [SortKey] = [], limit: Int? = nil, offset: Int = 0) {
-        self.filter = filter; self.sort = sort; self.limit = limit; self.offset = offset
+    /// Keyset paging: only documents whose id sorts after this one, in the engine's id order. With no `sort`,
+    /// results come in id order, so passing the last id of a page gets the next page, unaffected by concurrent
+    /// inserts and deletes (which shift `offset` pages).
+    public var after: String?
+    public init(filter: Filter = .all, sort: [SortKey] = [], limit: Int? = nil, offset: Int = 0, after: String? = nil) {
+        self.filter = filter; self.sort = sort; self.limit = limit; self.offset = offset; self.after = after
     }
 }
 

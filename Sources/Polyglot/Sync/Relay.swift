@@ -161,7 +161,7 @@ public struct DeadLetter: Sendable, Hashable, Codable {
 public final class Relay: Service, Sendable {
     let db: Polyglot
     public let options: RelayOptions
-    private let workers: [RelayWorker]
+    let workers: [RelayWorker]
 
     init(db: Polyglot, options: RelayOptions) {
         self.db = db
@@ -233,10 +233,10 @@ final class RelayWorker: Sendable {
     let copy: RelayedCopy
     let options: RelayOptions
     let logger: Logger
-    private let source: any Engine
-    private let target: any Engine
+    let source: any Engine
+    let target: any Engine
     /// The engine keeping the checkpoint and lease, in whose transaction each step commits.
-    private let stateHolder: any Engine
+    let stateHolder: any Engine
     private let telemetry: Telemetry
     /// An embeddings copy's embedder.
     private let embedder: (any Embedder)?
@@ -283,10 +283,10 @@ final class RelayWorker: Sendable {
         return feedEngine.changeFeed()
     }
 
-    private var checkpointKey: String { RelayCheckpoint.key(copy) }
-    private var leaseKey: String { "lease\u{1F}\(copy.name)" }
-    private var lockKey: String { "lock\u{1F}\(copy.name)" }
-    private var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
+    var checkpointKey: String { RelayCheckpoint.key(copy) }
+    var leaseKey: String { "lease\u{1F}\(copy.name)" }
+    var lockKey: String { "lock\u{1F}\(copy.name)" }
+    var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
 
     func status() -> RelayStatus {
         state.withLock { RelayStatus(copy: copy.name, appliedPosition: $0.appliedPosition, applied: $0.applied,
@@ -355,13 +355,18 @@ final class RelayWorker: Sendable {
         let holder = options.holder
         let leaseSeconds = Double(options.leaseDuration.components.seconds) + Double(options.leaseDuration.components.attoseconds) / 1e18
         let copyName = copy.name, deadPrefix = self.deadPrefix, cachePrefix = ReadThroughCache.keyPrefix(copy.dataset.name)
-        let (leader, dead, applied) = try await stateHolder.withTransaction { () async throws -> (Bool, [DeadLetter], Int) in
+        let (leader, dead, applied, current) = try await stateHolder.withTransaction { () async throws -> (Bool, [DeadLetter], Int, Bool) in
             // The increment takes a row lock (PostgreSQL) or the write lock (SQLite) held until commit, so lease
             // checks of concurrent relays on this copy run one after the other.
             _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
             if let raw = try await kv.get(self.leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw),
                lease.holder != holder, lease.expires > now.timeIntervalSince1970 {
-                return (false, [], 0)
+                return (false, [], 0, true)
+            }
+            // The checkpoint fence: if the checkpoint moved since the batch was read (a rebuild swapped a new copy
+            // in, or a relay with the same holder id ran a step), this batch is stale; read again.
+            if try await RelayCheckpoint.load(analytics, from: kv).cursor != checkpoint.cursor {
+                return (true, [], 0, false)
             }
             var dead: [DeadLetter] = []
             var applied = 0
@@ -447,8 +452,9 @@ final class RelayWorker: Sendable {
                 _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: batch.next.state, position: max(position, checkpoint.position))), ttl: nil)
             }
             _ = try await kv.set(self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds)), ttl: nil)
-            return (true, dead, applied)
+            return (true, dead, applied, true)
         }
+        guard current else { return 0 }
         if let captured = captured.withLock({ $0 }) {
             // The batch is checkpointed on the target: the engine may now discard its log up to there. Failing to
             // say so only keeps log longer; the next step says it again.

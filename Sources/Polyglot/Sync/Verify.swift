@@ -82,12 +82,12 @@ extension Relay {
 
     /// Every document of `store`, a page at a time, in id order.
     static func pages(of store: any DocumentStore, _ body: ([Document]) throws -> Void) async throws {
-        var offset = 0
+        var after: String?
         while true {
-            let page = try await store.query(DocumentQuery(limit: 1000, offset: offset))
+            let page = try await store.query(DocumentQuery(limit: 1000, after: after))
             try body(page)
             if page.count < 1000 { return }
-            offset += page.count
+            after = page.last?.id
         }
     }
 }

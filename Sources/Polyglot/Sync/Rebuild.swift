@@ -1,0 +1,174 @@
+import Foundation
+import Logging
+
+/// What ``Relay/rebuild(_:progress:)`` did.
+public struct RebuildReport: Sendable, Hashable, CustomStringConvertible {
+    public var copy: String
+    /// Documents copied from the source's current state.
+    public var documents: Int
+    /// Change events applied after the copy was taken, up to the swap.
+    public var eventsReplayed: Int
+    /// Catch-up rounds before the new copy was at least as fresh as the live one.
+    public var rounds: Int
+    public var duration: Duration
+
+    public var description: String {
+        "\(copy): rebuilt from \(documents) documents and \(eventsReplayed) later changes, swapped in after \(rounds) catch-up round\(rounds == 1 ? "" : "s") (\(duration.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow))))"
+    }
+}
+
+/// One step of a rebuild, for progress output.
+public enum RebuildPhase: String, Sendable {
+    /// Copying the source's documents into the new copy: `done` of `total` documents.
+    case copying
+    /// Applying the changes made since the copy started: `done` events so far.
+    case catchingUp
+    /// The new copy replaced the live one.
+    case swapped
+}
+
+extension Relay {
+    /// Rebuilds the documents copy `copyName` (`dataset@engine`) alongside the live one, then swaps it in, with no
+    /// downtime: reads keep using the live copy (and the relay keeps applying to it) until the swap, which is one
+    /// transaction on the copy's engine.
+    ///
+    /// 1. A new copy (`<dataset>__rebuild` tables) is created on the engine and filled from the source's current
+    ///    documents, recording each document's source version.
+    /// 2. Every change committed since the live copy's checkpoint is applied to it, in order, guarded by version,
+    ///    until it has caught up with the live copy.
+    /// 3. In one transaction holding the copy's relay lock: the live tables are dropped, the new ones take their
+    ///    names, and the live checkpoint moves to the new copy's. A relay step that read its batch before the swap
+    ///    finds the checkpoint moved and reads again (the checkpoint fence), so nothing lands on the wrong copy.
+    ///
+    /// Use it after changing a projection's definition (search fields, vector dimension) or when verify finds a
+    /// copy that drifted. `progress` is called as documents are copied and changes replayed.
+    @discardableResult
+    public func rebuild(_ copyName: String, batchSize: Int = 1000,
+                        progress: (@Sendable (_ phase: RebuildPhase, _ done: Int, _ total: Int) -> Void)? = nil) async throws -> RebuildReport {
+        guard let w = workers.first(where: { $0.copy.name == copyName }) else {
+            throw PolyglotError(.unknownDataset, "The relay has no copy named '\(copyName)' (copies: \(copies.map(\.name).joined(separator: ", "))).",
+                                fix: "Name a copy as dataset@engine, for a search, vectors or graph projection placed on another engine than its dataset.")
+        }
+        guard w.copy.kind == .documents, w.copy.dataset.model == .documents else {
+            throw PolyglotError(.invalidArgument, "'\(copyName)' is \(w.copy.kind == .documents ? "a copy of a table" : "an \(w.copy.kind.rawValue) projection"); rebuild replaces documents copies.",
+                                fix: "Rebuild a dataset@engine copy of a documents dataset (see `polyglot relay --once` for the copies).")
+        }
+        return try await w.rebuild(batchSize: max(1, batchSize), progress: progress)
+    }
+}
+
+extension RelayWorker {
+    func rebuild(batchSize: Int, progress: (@Sendable (RebuildPhase, Int, Int) -> Void)?) async throws -> RebuildReport {
+        let started = ContinuousClock.now
+        let live = copy.copySpec
+        let shadow = { var s = live; s.name = live.name + "__rebuild"; return s }()
+        let shadowName = copy.name + "#rebuild"
+        let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
+        let feed = try await feed()
+        let sourceDocs = try source.documentStore(for: copy.dataset)
+        let shadowDocs = try target.documentStore(for: shadow)
+
+        // A rebuild that stopped half-way left its shadow: start clean.
+        try await target.dropDataset(shadow)
+        try await deleteKeys(prefix: RelayedCopy.versionKey(shadowName, ""), in: kv)
+        try await target.prepare([shadow])
+
+        // Where the live copy stands: the changes after it are replayed into the new copy once it is filled.
+        let liveCheckpoint = try await RelayCheckpoint.load(copy, from: kv)
+        var cursor = ChangeCursor(state: liveCheckpoint.cursor)
+        var position = liveCheckpoint.position
+
+        // 1. The source's current documents, with their versions.
+        let total = try await sourceDocs.count(.all)
+        var copied = 0
+        progress?(.copying, 0, total)
+        var after: String?
+        while true {
+            // Keyset pages: writers keep inserting and deleting while the copy is taken.
+            let page = try await sourceDocs.query(DocumentQuery(limit: batchSize, after: after))
+            if page.isEmpty { break }
+            after = page.last?.id
+            try await stateHolder.withTransaction {
+                _ = try await shadowDocs.put(page.map { ($0.id, $0.data) })
+                for d in page { _ = try await kv.set(RelayedCopy.versionKey(shadowName, d.id), Data(String(d.version).utf8), ttl: nil) }
+            }
+            copied += page.count
+            progress?(.copying, copied, total)
+            if page.count < batchSize { break }
+        }
+
+        // 2 and 3: catch up, then swap once the new copy is at least where the live one is.
+        var replayed = 0
+        var rounds = 0
+        while true {
+            rounds += 1
+            while true {
+                let batch = try await feed.changes(after: cursor, limit: batchSize)
+                let mine = batch.events.filter { $0.dataset == copy.dataset.name }
+                if !mine.isEmpty {
+                    try await stateHolder.withTransaction {
+                        for event in mine {
+                            let versionKey = RelayedCopy.versionKey(shadowName, event.key)
+                            if let held = try await kv.get(versionKey).flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }), held >= event.position { continue }
+                            switch event.operation {
+                            case "put": if let payload = event.payload { _ = try await shadowDocs.put([(event.key, payload)]) }
+                            case "delete": _ = try await shadowDocs.delete(event.key)
+                            default: continue
+                            }
+                            _ = try await kv.set(versionKey, Data(String(event.position).utf8), ttl: nil)
+                        }
+                    }
+                    replayed += mine.count
+                    progress?(.catchingUp, replayed, 0)
+                }
+                position = max(position, batch.events.map(\.position).max() ?? position)
+                cursor = batch.next
+                if batch.events.isEmpty { break }
+            }
+            let (shadowCursor, shadowPosition) = (cursor, position)
+            let done = try await stateHolder.withTransaction { () async throws -> Bool in
+                _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
+                let now = try await RelayCheckpoint.load(self.copy, from: kv)
+                // The live copy moved past what the new one has: catch up again.
+                if now.position > shadowPosition { return false }
+                try await self.target.replaceDataset(live, with: shadow)
+                _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: shadowCursor.state, position: shadowPosition)), ttl: nil)
+                return true
+            }
+            if done { break }
+            if rounds >= 50 {
+                throw PolyglotError(.conflict, "The rebuild of '\(copy.name)' could not catch up with the live copy in \(rounds) rounds; the live copy was kept.",
+                                    fix: "Run it when writes are lighter, or with a larger batch size.", retryable: true)
+            }
+        }
+        // The new copy's version records: the live copy's applied versions are older than anything to come.
+        try await deleteKeys(prefix: RelayedCopy.versionKey(shadowName, ""), in: kv)
+        progress?(.swapped, copied, total)
+        logger.info("relay: rebuilt copy swapped in", metadata: ["copy": "\(copy.name)", "documents": "\(copied)", "replayed": "\(replayed)"])
+        return RebuildReport(copy: copy.name, documents: copied, eventsReplayed: replayed, rounds: rounds, duration: ContinuousClock.now - started)
+    }
+
+    private func deleteKeys(prefix: String, in kv: any KeyValueStore) async throws {
+        while true {
+            let page = try await kv.scan(prefix: prefix, after: nil, limit: 1000)
+            if page.isEmpty { return }
+            try await stateHolder.withTransaction { for entry in page { _ = try await kv.delete(entry.key) } }
+        }
+    }
+}
+
+extension Relay {
+    /// The copy `name` designates: a copy's own name (`dataset@engine`, `dataset.analytics@engine`), or a dataset
+    /// that has exactly one copy of `kinds`. For command-line arguments.
+    public func copyName(for name: String, kinds: Set<RelayedCopy.Kind> = [.documents]) throws -> String {
+        if copies.contains(where: { $0.name == name }) { return name }
+        let matching = copies.filter { $0.dataset.name == name && kinds.contains($0.kind) }
+        guard matching.count == 1 else {
+            let all = copies.map(\.name).joined(separator: ", ")
+            throw PolyglotError(.unknownDataset, "'\(name)' names \(matching.count) copies (copies: \(all.isEmpty ? "none" : all)).",
+                                fix: matching.isEmpty ? "Name a copy as dataset@engine; copies exist for projections placed on another engine than their dataset."
+                                                      : "Name one copy as dataset@engine.")
+        }
+        return matching[0].name
+    }
+}
