@@ -1,6 +1,7 @@
 import Foundation
 import Polyglot
 import PolyglotPostgres
+import PolyglotTesting
 import Testing
 
 /// The relay on PostgreSQL: the source's change feed (snapshot windows, commit order) feeds a copy in another
@@ -77,5 +78,57 @@ import Testing
 
     static func schemaOf(_ db: Polyglot, _ engine: String) -> String? {
         db.map.engines.first { $0.name == engine }?.options["schema"]
+    }
+}
+
+/// Rebuild and relay-embedded vectors on PostgreSQL.
+@Suite struct PostgresRebuildTests {
+    @Test func aRebuildOnPostgresSwapsTablesAndIndexesWhileTheRelayRuns() async throws {
+        let db = try await Polyglot(map: PostgresRelayTests.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        for i in 0..<120 { try await articles.put("a\(i)", ["title": .string("article number \(i)")]) }
+        let relay = db.relay(RelayOptions(batchSize: 25, idleInterval: .milliseconds(5), holder: "live"))
+        _ = try await relay.catchUp()
+        let running = Task { try await relay.run() }
+        let writer = Task { for i in 0..<60 { try await articles.put("w\(i)", ["title": .string("written meanwhile \(i)")]) } }
+        let report = try await db.relay(RelayOptions(holder: "rebuilder")).rebuild("articles@index", batchSize: 40)
+        try await writer.value
+        let last = try await articles.put("final", ["title": "final marker"])
+        #expect(try await db.reading(atLeast: last, maxWait: .seconds(30)) { try await articles.search("marker") }.map(\.id) == ["final"])
+        running.cancel()
+        _ = try? await running.value
+        #expect(report.documents >= 120, "\(report)")
+        #expect(try await db.relay().verify("articles@index").first?.isClean == true)
+        #expect(try await articles.nearest(text: "written meanwhile 59", k: 1).first?.id == "w59")
+        // The swapped-in tables carry the live names, indexes included, and no shadow is left behind.
+        let schema = try #require(PostgresRelayTests.schemaOf(db, "index"))
+        let names = try await db.sql(on: "index", "SELECT tablename AS name FROM pg_tables WHERE schemaname = '\(schema)' UNION ALL SELECT indexname FROM pg_indexes WHERE schemaname = '\(schema)'")
+            .compactMap { $0["name"]?.stringValue }
+        #expect(!names.contains { $0.contains("__rebuild") }, "\(names)")
+        #expect(names.contains("articles__search") && names.contains("articles_pkey"), "\(names)")
+        try await db.close()
+    }
+
+    @Test func aRemoteEmbedderFillsAPgvectorProjectionThroughTheRelay() async throws {
+        let url = TestServers.value("POLYGLOT_TEST_EMBEDDINGS_URL")
+        try #require(!url.isEmpty, Comment(rawValue: TestServers.missing("POLYGLOT_TEST_EMBEDDINGS_URL")))
+        setenv("POLYGLOT_TEST_EMBEDDINGS_KEY", TestServers.value("POLYGLOT_TEST_EMBEDDINGS_KEY"), 1)
+        let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18))],
+                          datasets: [DatasetSpec(name: "notes", model: .documents, engine: "primary",
+                                                 projections: [.vectors(on: "primary", fields: ["title"], dimension: 32, embedder: "model")])],
+                          embedders: [EmbedderSpec(name: "model", kind: "openai", url: url, model: "test-pg-\(UInt32.random(in: 0 ... .max))z",
+                                                   apiKeyEnv: "POLYGLOT_TEST_EMBEDDINGS_KEY")])
+        let db = try await Polyglot(map: map, registry: PGServers.registry)
+        let notes = try db.documents("notes")
+        try await notes.put("n1", ["title": "sourdough bread starter"])
+        try await notes.put("n2", ["title": "raft consensus protocol"])
+        #expect(try await notes.nearest(to: [Float](repeating: 0.1, count: 32), k: 5).isEmpty)
+        let relay = db.relay()
+        _ = try await relay.catchUp()
+        #expect(try await notes.nearest(text: "bread starter", k: 1).first?.id == "n1")
+        _ = try await notes.delete("n1")
+        _ = try await relay.catchUp()
+        #expect(try await notes.nearest(text: "bread starter", k: 2).map(\.id) == ["n2"])
+        try await db.close()
     }
 }
