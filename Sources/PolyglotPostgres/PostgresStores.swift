@@ -37,8 +37,18 @@ struct PostgresKeyValueStore: KeyValueStore {
     func set(_ key: String, _ value: Data, ttl: Duration?) async throws -> ConsistencyToken {
         var q = PGQuery()
         let k = q.bind(key)
-        let ev = q.bind(spec.name)
         let exp = expiry(ttl).map { q.bind($0) } ?? q.bindNull()
+        guard spec.changeEvents else {
+            q.sql = """
+            INSERT INTO \(table)(key, value, expires_at, version) VALUES (\(k), \(q.bind(value)), \(exp)::timestamptz, 0)
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = 0
+            """
+            return try await engine.write(singleStatement: true) { c in
+                try await engine.execute(c, q)
+                return engine.token(0)
+            }
+        }
+        let ev = q.bind(spec.name)
         q.sql = """
         WITH up AS (
             INSERT INTO \(table)(key, value, expires_at, version) VALUES (\(k), \(q.bind(value)), \(exp)::timestamptz, \(engine.nextPosition))
@@ -53,10 +63,14 @@ struct PostgresKeyValueStore: KeyValueStore {
 
     func delete(_ key: String) async throws -> Bool {
         var q = PGQuery()
-        q.sql = """
-        WITH gone AS (DELETE FROM \(table) WHERE key = \(q.bind(key)) RETURNING key, (expires_at IS NULL OR expires_at > now()) AS live)
-        INSERT INTO \(engine.outbox)(dataset, key, op) SELECT \(q.bind(spec.name)), key, 'delete' FROM gone WHERE live RETURNING position
-        """
+        if spec.changeEvents {
+            q.sql = """
+            WITH gone AS (DELETE FROM \(table) WHERE key = \(q.bind(key)) RETURNING key, (expires_at IS NULL OR expires_at > now()) AS live)
+            INSERT INTO \(engine.outbox)(dataset, key, op) SELECT \(q.bind(spec.name)), key, 'delete' FROM gone WHERE live RETURNING position
+            """
+        } else {
+            q.sql = "DELETE FROM \(table) WHERE key = \(q.bind(key)) AND (expires_at IS NULL OR expires_at > now()) RETURNING 1"
+        }
         return try await engine.write(singleStatement: true) { c in !(try await engine.fetch(c, q) { _ in true }.isEmpty) }
     }
 
@@ -72,10 +86,12 @@ struct PostgresKeyValueStore: KeyValueStore {
             let next = try KeyValueCounter.increment(row?.0, by: delta, key: key, dataset: spec.name)
             var w = PGQuery()
             let k = w.bind(key)
-            let ev = w.bind(spec.name)
             let exp = (row.map { $0.1 } ?? expiry(ttl)).map { w.bind($0) } ?? w.bindNull()
+            let events = spec.changeEvents
+                ? "WITH ev AS (INSERT INTO \(engine.outbox)(dataset, key, op) VALUES (\(w.bind(spec.name)), \(k), 'put') RETURNING position)"
+                : "WITH ev AS (SELECT 0::bigint AS position)"
             w.sql = """
-            WITH ev AS (INSERT INTO \(engine.outbox)(dataset, key, op) VALUES (\(ev), \(k), 'put') RETURNING position)
+            \(events)
             INSERT INTO \(table)(key, value, expires_at, version) SELECT \(k), \(w.bind(Data(String(next).utf8))), \(exp)::timestamptz, position FROM ev
             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = excluded.version
             """

@@ -225,7 +225,7 @@ struct SQLiteKeyValueStore: KeyValueStore {
 
     func set(_ key: String, _ value: Data, ttl: Duration?) async throws -> ConsistencyToken {
         try await engine.write { c in
-            let v = try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil)
+            let v = spec.changeEvents ? try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil) : 0
             try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
                       [.text(key), .blob(value), SQLiteKeyValueStore.expiry(ttl), .integer(v)])
             return engine.token(v)
@@ -236,7 +236,7 @@ struct SQLiteKeyValueStore: KeyValueStore {
         try await engine.write { c in
             try c.run("DELETE FROM \(table) WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", [.text(key), .real(SQLiteKeyValueStore.now())])
             guard c.changes > 0 else { return false }
-            _ = try engine.appendOutbox(c, dataset: spec.name, key: key, op: "delete", payload: nil)
+            if spec.changeEvents { _ = try engine.appendOutbox(c, dataset: spec.name, key: key, op: "delete", payload: nil) }
             return true
         }
     }
@@ -247,7 +247,7 @@ struct SQLiteKeyValueStore: KeyValueStore {
             try c.run("DELETE FROM \(table) WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?", [.text(key), .real(now)])
             let row = try c.query("SELECT value, expires_at FROM \(table) WHERE key = ?", [.text(key)]).first
             let next = try KeyValueCounter.increment(row.map { $0[0].data ?? Data() }, by: delta, key: key, dataset: spec.name)
-            let v = try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil)
+            let v = spec.changeEvents ? try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil) : 0
             try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
                       [.text(key), .blob(Data(String(next).utf8)), row?[1] ?? SQLiteKeyValueStore.expiry(ttl), .integer(v)])
             return next

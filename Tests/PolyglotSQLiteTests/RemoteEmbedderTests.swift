@@ -281,4 +281,20 @@ import Testing
         _ = try? await running.value
         try await db.close()
     }
+
+    @Test func theRelaysOwnStateWritesNeverReachTheOutboxItReads() async throws {
+        // The embeddings copy keeps its checkpoint on the dataset's own engine, whose outbox it reads. Were its
+        // state writes outbox events, batches full of them would hold the relay back for ever.
+        let db = try await Self.open(Self.map(tempDir(), model: Self.model("state")))
+        let notes = try db.documents("notes")
+        for i in 0..<12 { try await notes.put("n\(i)", ["title": .string("note \(i)")]) }
+        let relay = db.relay(RelayOptions(batchSize: 5))
+        _ = try await relay.catchUp()
+        try await notes.put("late", ["title": "a late note about kettles"])
+        _ = try await relay.catchUp()
+        #expect(try await notes.nearest(text: "kettles", k: 1).first?.id == "late")
+        let events = try await db.sql(on: "primary", "SELECT count(*) AS n FROM _polyglot_outbox WHERE dataset = '_polyglot_relay'")
+        #expect(events.first?["n"] == .number(0))
+        try await db.close()
+    }
 }

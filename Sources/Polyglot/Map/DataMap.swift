@@ -203,6 +203,9 @@ public struct DatasetSpec: Sendable, Hashable, Codable {
     /// changes from the engine's own log (change data capture) instead of Polyglot's outbox, so its projections
     /// follow every writer. Needs an engine with the `changeCapture` capability (postgres).
     public var capture: Bool
+    /// Whether writes append change events to the engine's outbox (the default). Polyglot's own bookkeeping
+    /// (the relay's checkpoints, leases and versions) does not: the relay must never read its own writes.
+    public var changeEvents: Bool = true
 
     public init(name: String, model: DataModel, engine: String, fields: [FieldSpec] = [], primaryKey: String? = nil,
                 dimension: Int? = nil, metric: VectorMetric = .cosine, ttl: Duration? = nil, retention: Duration? = nil,

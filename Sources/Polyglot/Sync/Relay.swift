@@ -91,7 +91,9 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
     public static let stateDataset = "_polyglot_relay"
 
     public static func stateSpec(on engine: String) -> DatasetSpec {
-        DatasetSpec(name: stateDataset, model: .keyValue, engine: engine, maxKeyBytes: 4096, maxValueBytes: 1 << 16)
+        var spec = DatasetSpec(name: stateDataset, model: .keyValue, engine: engine, maxKeyBytes: 4096, maxValueBytes: 1 << 16)
+        spec.changeEvents = false
+        return spec
     }
 
     /// The state key holding the source version last applied to `key` of the copy named `copy`.
