@@ -30,7 +30,7 @@ import Synchronization
 public final class PostgresEngine: Engine, EngineFactory {
     public static let kind = "postgres"
     public static let capabilities: Set<Capability> = [
-        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory, .analytics,
+        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory, .analytics, .changeCapture,
     ]
 
     public let spec: EngineSpec

@@ -10,7 +10,9 @@ source "$(dirname "$0")/lib.sh"
 ctl="$(dirname "$0")/postgres-ctl"
 
 # Settings for throwaway test servers: no fsync (data is disposable), enough connections for the pools.
-COMMON="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5 -c shared_buffers=128MB"
+# wal_level=logical for change data capture (logical decoding with the built-in pgoutput plugin, no extra
+# package); every capture test makes its own replication slot, so there are slots to spare.
+COMMON="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=logical -c max_wal_senders=10 -c max_replication_slots=32 -c shared_buffers=128MB"
 
 # setup_pg NAME BIN: initdb a fresh cluster and start it.
 setup_pg() {
