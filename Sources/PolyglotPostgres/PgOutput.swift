@@ -188,6 +188,7 @@ enum PGText {
 
     /// `2026-11-30 04:45:23.123456+00`, `2026-11-30 04:45:23` or `2026-11-30` (ISO DateStyle, UTC) as a date.
     static func timestamp(_ text: String) -> Date? {
+        if text.hasSuffix(" BC") { return nil }
         let u = Array(text.utf8)
         func number(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= u.count else { return nil }
@@ -216,7 +217,6 @@ enum PGText {
                 var seconds = oh * 3600
                 if i + 3 < u.count, u[i + 3] == 58, let om = number(i + 4, 2) { seconds += om * 60 }
                 offset = u[i] == 43 ? seconds : -seconds
-                if let bc = text.range(of: " BC"), !bc.isEmpty { return nil }
             }
         }
         guard (1...12).contains(month), (1...31).contains(day) else { return nil }

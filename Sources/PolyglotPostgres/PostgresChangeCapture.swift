@@ -179,13 +179,13 @@ extension PostgresEngine: ChangeCaptureEngine {
             case "53400":
                 throw PolyglotError(.limitExceeded, "Engine '\(spec.name)' has no free replication slot for \(what): all max_replication_slots are in use.",
                                     fix: "Drop unused slots (SELECT slot_name, active FROM pg_replication_slots; then pg_drop_replication_slot(name), or dropCapture(consumer:)), or raise max_replication_slots in postgresql.conf and restart PostgreSQL.")
-            case "55000" where "\(error)".contains("wal_level"):
+            case "55000" where Self.serverMessage(error).contains("wal_level"):
                 throw PolyglotError(.missingCapability, "Engine '\(spec.name)' cannot capture changes during \(what): logical decoding needs wal_level = logical.",
                                     fix: "Set `wal_level = logical` in postgresql.conf and restart PostgreSQL.")
             case "42501":
                 throw PolyglotError(.missingCapability, "Engine '\(spec.name)' refused \(what) for lack of privilege: \(PostgresEngine.translate(error, engine: spec.name, during: what).message)",
                                     fix: "Change capture needs a role with the REPLICATION attribute (ALTER ROLE … REPLICATION) that owns the datasets' tables and may CREATE in the database (for the publication).")
-            case "42704" where "\(error)".contains("replication slot"):
+            case "42704" where Self.serverMessage(error).contains("replication slot"):
                 throw PolyglotError(.notFound, "A capture slot does not exist on '\(spec.name)' (\(what)).",
                                     fix: "Call capturedChanges(of:consumer:) again to make a new slot, then repair the copies from the source (polyglot verify --repair).")
             case "55006":
@@ -199,6 +199,10 @@ extension PostgresEngine: ChangeCaptureEngine {
 
     static func sqlState(_ error: any Error) -> String? {
         (error as? PSQLError)?.serverInfo?[.sqlState]
+    }
+
+    static func serverMessage(_ error: any Error) -> String {
+        (error as? PSQLError)?.serverInfo?[.message] ?? ""
     }
 }
 
@@ -471,15 +475,15 @@ final class PostgresCapturedFeed: CapturedChangeFeed {
         // the confirmed position, so it is decoded again and the reader skips what its cursor covers).
         let target = c.endLSN != 0 ? c.endLSN : c.commitLSN
         let found = try await lock.withLock {
-            try await try await engine.onPrimary("acknowledging the capture slot \(slot)") { conn in
-            var q = PGQuery()
-            let s = q.bind(slot), t = q.bind(LSN.text(target))
-            q.sql = """
-            SELECT CASE WHEN confirmed_flush_lsn < \(t)::pg_lsn THEN (pg_replication_slot_advance(\(s)::name, \(t)::pg_lsn)).end_lsn::text END
-            FROM pg_replication_slots WHERE slot_name = \(s)
-            """
-            return try await engine.fetch(conn, q) { _ in true }.count
-        }
+            try await engine.onPrimary("acknowledging the capture slot \(slot)") { conn in
+                var q = PGQuery()
+                let s = q.bind(slot), t = q.bind(LSN.text(target))
+                q.sql = """
+                SELECT CASE WHEN confirmed_flush_lsn < \(t)::pg_lsn THEN (pg_replication_slot_advance(\(s)::name, \(t)::pg_lsn)).end_lsn::text END
+                FROM pg_replication_slots WHERE slot_name = \(s)
+                """
+                return try await engine.fetch(conn, q) { _ in true }.count
+            }
         }
         if found == 0 {
             throw PolyglotError(.notFound, "The capture slot \(slot) of '\(consumer)' on '\(engine.spec.name)' does not exist (dropped?).",

@@ -14,7 +14,7 @@ let capturedAccounts = DatasetSpec(name: "accounts", model: .table, engine: "sub
                                    primaryKey: "id", capture: true)
 
 /// A Polyglot in a fresh schema with the captured datasets, the engine, and the schema's name.
-struct CaptureFixture {
+struct CaptureFixture: Sendable {
     let db: Polyglot
     let engine: PostgresEngine
     let schema: String
@@ -55,13 +55,16 @@ func withRawPostgres<R: Sendable>(_ url: String, _ body: @Sendable (PostgresClie
 /// Runs statements in one transaction on one connection.
 func rawTransaction(_ client: PostgresClient, _ statements: [String]) async throws {
     try await client.withConnection { c in
-        try await c.query("BEGIN", logger: testLogger).collect()
+        _ = try await c.query("BEGIN", logger: testLogger).collect()
         for s in statements { _ = try await c.query(PostgresQuery(unsafeSQL: s), logger: testLogger).collect() }
-        try await c.query("COMMIT", logger: testLogger).collect()
+        _ = try await c.query("COMMIT", logger: testLogger).collect()
     }
 }
 
 let testLogger = Logger(label: "polyglot.tests.capture")
+
+final class Flag: Sendable { let value = Atomic<Bool>(false) }
+final class Counter: Sendable { let value = Atomic<Int>(0) }
 
 /// Reads until `count` events arrived (the test servers commit asynchronously, so a commit reaches the decodable
 /// WAL within a few hundred ms), then checks that nothing more comes.
@@ -195,7 +198,8 @@ func lsnValue(_ s: String?) -> UInt64 {
         try await feed.acknowledge(upTo: first.next)
         #expect(try await slotState(f, consumer: consumer).confirmed == after)
         try await feed.acknowledge(upTo: end)
-        #expect(try await server.changes(after: .start, limit: 10).events.isEmpty)
+        let last = try await f.engine.capturedChanges(of: [capturedItems], consumer: consumer)
+        #expect(try await last.changes(after: .start, limit: 10).events.isEmpty)
         try await f.close(consumers: [consumer])
     }
 
@@ -233,8 +237,8 @@ func lsnValue(_ s: String?) -> UInt64 {
         let consumer = "concurrent"
         let feed = try await f.engine.capturedChanges(of: [counters], consumer: consumer)
         let writers = 6, transactionsPerWriter = 25, keys = 12
-        let done = Atomic<Bool>(false)
-        let began = Atomic<Int>(0)   // the order in which transactions began
+        let done = Flag()
+        let began = Counter()   // the order in which transactions began
 
         // A reader polls the feed in small batches the whole time, acknowledging as it goes.
         let reader = Task { () -> [ChangeEvent] in
@@ -246,7 +250,7 @@ func lsnValue(_ s: String?) -> UInt64 {
                 seen += batch.events
                 cursor = batch.next
                 if seen.count % 5 == 0 { try await feed.acknowledge(upTo: cursor) }
-                quiet = batch.events.isEmpty && done.load(ordering: .relaxed) ? quiet + 1 : 0
+                quiet = batch.events.isEmpty && done.value.load(ordering: .relaxed) ? quiet + 1 : 0
                 if batch.events.isEmpty { try await Task.sleep(for: .milliseconds(40)) }
             }
             return seen
@@ -261,16 +265,16 @@ func lsnValue(_ s: String?) -> UInt64 {
                         for s in 0..<transactionsPerWriter {
                             let picked = Set((0..<(1 + (w + s) % 3)).map { (w * 5 + s * 7 + $0 * 3) % keys }).sorted()
                             try await client.withConnection { c in
-                                try await c.query("BEGIN", logger: testLogger).collect()
-                                let b = began.add(1, ordering: .relaxed).newValue
+                                _ = try await c.query("BEGIN", logger: testLogger).collect()
+                                let b = began.value.add(1, ordering: .relaxed).newValue
                                 for k in picked {
-                                    try await c.query(PostgresQuery(unsafeSQL: """
+                                    _ = try await c.query(PostgresQuery(unsafeSQL: """
                                     INSERT INTO \(f.t("counters"))(key, n, writer, seq) VALUES ('k\(k)', 1, \(w), \(b))
                                     ON CONFLICT (key) DO UPDATE SET n = \(f.t("counters")).n + 1, writer = excluded.writer, seq = excluded.seq
                                     """), logger: testLogger).collect()
                                     if s % 4 == 0 { try await Task.sleep(for: .milliseconds(25)) }
                                 }
-                                try await c.query("COMMIT", logger: testLogger).collect()
+                                _ = try await c.query("COMMIT", logger: testLogger).collect()
                             }
                             statements += picked.count
                         }
@@ -280,7 +284,7 @@ func lsnValue(_ s: String?) -> UInt64 {
                 return try await group.reduce(0, +)
             }
         }
-        done.store(true, ordering: .relaxed)
+        done.value.store(true, ordering: .relaxed)
         let seen = try await reader.value
 
         #expect(seen.count == written, "delivered \(seen.count) events for \(written) committed changes")
