@@ -347,6 +347,26 @@ func lsnValue(_ s: String?) -> UInt64 {
         try await f.close(consumers: ["ghost"])
     }
 
+    @Test func aRoleWithoutReplicationIsToldWhatToGrant() async throws {
+        let role = "polyglot_norepl_" + UUID().uuidString.prefix(8).lowercased()
+        try await withRawPostgres(PGServers.pg15) { client in
+            try await rawTransaction(client, ["CREATE ROLE \(role) LOGIN NOREPLICATION", "GRANT CREATE ON DATABASE postgres TO \(role)"])
+        }
+        let url = PGServers.pg15.replacingOccurrences(of: "//postgres@", with: "//\(role)@")
+        #expect(url != PGServers.pg15)
+        let f = try await CaptureFixture(url, datasets: [capturedItems])
+        do {
+            _ = try await f.engine.capturedChanges(of: [capturedItems], consumer: "norepl")
+            Issue.record("a role without REPLICATION made a capture slot")
+        } catch let e as PolyglotError {
+            #expect(e.code == .missingCapability && e.message.contains(role) && e.fix?.contains("REPLICATION") == true, "\(e)")
+        }
+        try await f.db.close()
+        try await withRawPostgres(PGServers.pg15) { client in
+            try await rawTransaction(client, ["DROP OWNED BY \(role)", "DROP ROLE \(role)"])
+        }
+    }
+
     @Test func aDroppedSlotIsReportedAndCapturingAgainMakesANewOne() async throws {
         let f = try await CaptureFixture(PGServers.pg15, datasets: [capturedItems])
         let consumer = "dropped"
