@@ -144,6 +144,40 @@ extension PostgresEngine: ChangeCaptureEngine {
         logger.info("dropped a capture slot", metadata: ["slot": "\(slot)", "consumer": "\(consumer)"])
     }
 
+    /// The capture slots of this engine's database: how far each is behind and how much WAL it keeps on the server.
+    ///
+    /// ```swift
+    /// for slot in try await pg.captureSlots() where slot.retainedBytes > 1 << 30 {
+    ///     logger.warning("capture slot \(slot.name) keeps \(slot.retainedBytes) bytes of WAL")
+    /// }
+    /// ```
+    public func captureSlots() async throws -> [CaptureSlotStatus] {
+        try await onPrimary("reading the capture slots") { c in
+            let q = PGQuery("""
+            SELECT slot_name::text, active, confirmed_flush_lsn::text, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::float8,
+                   coalesce(wal_status, '')
+            FROM pg_replication_slots WHERE slot_type = 'logical' AND plugin = 'pgoutput' AND database = current_database() AND slot_name LIKE 'polyglot\\_%'
+            ORDER BY slot_name
+            """)
+            return try await self.fetch(c, q) { row in
+                let (name, active, confirmed, retained, status) = try row.decode((String, Bool, String?, Double, String).self)
+                return CaptureSlotStatus(name: name, active: active, confirmedLSN: confirmed.flatMap(LSN.parse).map { Int64(bitPattern: $0) },
+                                         retainedBytes: Int64(retained), walStatus: status)
+            }
+        }
+    }
+
+    /// Logs a warning for every capture slot that keeps more than `threshold` bytes of WAL (its reader is down or
+    /// stuck) or that the server has invalidated (`wal_status = lost`). Run by ``maintain(now:)``.
+    func warnAboutCaptureSlots(threshold: Int64 = 1 << 30) async {
+        guard let slots = try? await captureSlots() else { return }
+        for s in slots where s.retainedBytes > threshold || s.walStatus == "lost" {
+            logger.warning("a change-capture slot is stalled and keeps WAL on the server",
+                           metadata: ["slot": "\(s.name)", "retainedBytes": "\(s.retainedBytes)", "active": "\(s.active)", "walStatus": "\(s.walStatus)",
+                                      "fix": "start its reader (the relay), or drop it with dropCapture(consumer:) / pg_drop_replication_slot"])
+        }
+    }
+
     /// wal_level, and whether the user may use replication slots; returns the database and user names.
     func checkCaptureRequirements() async throws -> (database: String, user: String) {
         let (level, allowed, database, user) = try await onPrimary("checking the change-capture settings") { c in
@@ -204,6 +238,19 @@ extension PostgresEngine: ChangeCaptureEngine {
     static func serverMessage(_ error: any Error) -> String {
         (error as? PSQLError)?.serverInfo?[.message] ?? ""
     }
+}
+
+/// A capture slot as ``PostgresEngine/captureSlots()`` reports it.
+public struct CaptureSlotStatus: Sendable, Hashable {
+    public var name: String
+    /// Whether a session is reading it right now.
+    public var active: Bool
+    /// Where its reader acknowledged up to (an LSN), nil before the first.
+    public var confirmedLSN: Int64?
+    /// WAL the server keeps for it: from its restart position to the current WAL position.
+    public var retainedBytes: Int64
+    /// `reserved`, `extended`, `unreserved` or `lost` (past max_slot_wal_keep_size: the slot can no longer be read).
+    public var walStatus: String
 }
 
 /// An LSN as PostgreSQL writes it (`16/B374D848`) and back.
@@ -495,17 +542,27 @@ final class PostgresCapturedFeed: CapturedChangeFeed {
         }
     }
 
-    /// Polls the server's WAL flush position every 20 ms and returns once it passed what the read behind `cursor`
-    /// saw (any write, captured or not, moves it; the caller then reads), or after `timeout`. Writers outside
-    /// Polyglot send no NOTIFY, so there is nothing to listen to.
+    /// Returns once events after `cursor` have committed, or after `timeout`. Writers outside Polyglot send no
+    /// NOTIFY, so it polls: every 20 ms it reads the server's WAL flush position (one cheap query), and only when
+    /// that moved past what the read behind `cursor` saw does it peek the slot; the peeked batch is kept, so the
+    /// caller's next ``changes(after:limit:)`` is served from memory. Writes to tables that are not captured move
+    /// the WAL but wake nobody.
     func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async {
-        let seen = (try? CaptureCursor(cursor))?.seenWAL ?? 0
+        guard var seen = (try? CaptureCursor(cursor))?.seenWAL else {
+            try? await Task.sleep(for: timeout)
+            return
+        }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, !Task.isCancelled {
             let flushed = try? await engine.onPrimary("waiting for changes") { c in
                 try await engine.fetch(c, PGQuery("SELECT pg_current_wal_flush_lsn()::text")) { try $0.decode(String.self) }.first.flatMap(LSN.parse)
             }
-            if let flushed = flushed ?? nil, flushed > seen { return }
+            guard let flushed = flushed ?? nil else { return }   // the server is unreachable: let the caller's read report it
+            if flushed > seen {
+                guard let batch = try? await changes(after: cursor, limit: 1) else { return }
+                if !batch.events.isEmpty { return }
+                seen = max(flushed, (try? CaptureCursor(batch.next))?.seenWAL ?? flushed)
+            }
             try? await Task.sleep(for: min(.milliseconds(20), deadline - ContinuousClock.now))
         }
     }

@@ -323,6 +323,7 @@ public final class PostgresEngine: Engine, EngineFactory {
             q.sql = "DELETE FROM \(self.outbox) WHERE created_at < \(q.bind(cutoff)) AND position < \(q.bind(outboxNeededFrom ?? .max))"
             try await self.execute(c, q)
         }
+        await warnAboutCaptureSlots()
     }
 
     public func close() async throws {

@@ -203,6 +203,37 @@ func lsnValue(_ s: String?) -> UInt64 {
         try await f.close(consumers: [consumer])
     }
 
+    @Test func aWaitingReaderWakesForACapturedCommitAndNotForOtherWrites() async throws {
+        let plain = DatasetSpec(name: "plain", model: .documents, engine: "subject")
+        let f = try await CaptureFixture(PGServers.pg15, datasets: [capturedItems, plain])
+        let consumer = "waiting"
+        let feed = try await f.engine.capturedChanges(of: [capturedItems], consumer: consumer)
+        let first = try await feed.changes(after: .start, limit: 10)
+        #expect(first.events.isEmpty)
+        // Writes to a table that is not captured move the WAL, but the wait runs to its timeout.
+        let others = Task {
+            for i in 0..<20 { try await f.db.documents("plain").put("p\(i)", ["i": .number(Double(i))]); try await Task.sleep(for: .milliseconds(40)) }
+        }
+        var start = ContinuousClock.now
+        await feed.waitForChanges(after: first.next, timeout: .milliseconds(1_200))
+        #expect(ContinuousClock.now - start >= .milliseconds(1_150), "woke up for a write that is not captured")
+        try await others.value
+        // A captured commit wakes it well before a long timeout, and the next read has it.
+        let writer = Task { try await Task.sleep(for: .milliseconds(200)); try await f.db.documents("items").put("woke", ["x": 1]) }
+        start = ContinuousClock.now
+        await feed.waitForChanges(after: first.next, timeout: .seconds(20))
+        let waited = ContinuousClock.now - start
+        try await writer.value
+        #expect(waited < .seconds(5), "a captured commit did not wake the reader (\(waited))")
+        #expect(try await feed.changes(after: first.next, limit: 10).events.map(\.key) == ["woke"])
+        // The slot is listed with the WAL it keeps.
+        let slots = try await f.engine.captureSlots()
+        let name = try await f.engine.captureSlotName(consumer: consumer)
+        let mine = try #require(slots.first { $0.name == name })
+        #expect(!mine.active && mine.retainedBytes >= 0 && mine.confirmedLSN != nil, "\(mine)")
+        try await f.close(consumers: [consumer])
+    }
+
     @Test func aBatchLimitInsideATransactionDeliversEveryChangeOnce() async throws {
         let f = try await CaptureFixture(PGServers.pg15)
         let consumer = "small-batches"
