@@ -219,6 +219,9 @@ extension PostgresEngine: ChangeCaptureEngine {
             case "42501":
                 throw PolyglotError(.missingCapability, "Engine '\(spec.name)' refused \(what) for lack of privilege: \(PostgresEngine.translate(error, engine: spec.name, during: what).message)",
                                     fix: "Change capture needs a role with the REPLICATION attribute (ALTER ROLE … REPLICATION) that owns the datasets' tables and may CREATE in the database (for the publication).")
+            case "55000" where Self.serverMessage(error).contains("replication slot"):
+                throw PolyglotError(.engineFailure, "Engine '\(spec.name)' can no longer read a capture slot during \(what): \(Self.serverMessage(error)) (the server invalidated it, e.g. past max_slot_wal_keep_size).",
+                                    fix: "Drop it (dropCapture(consumer:)), call capturedChanges(of:consumer:) again for a new slot, then repair the copies from the source (polyglot verify --repair).")
             case "42704" where Self.serverMessage(error).contains("replication slot"):
                 throw PolyglotError(.notFound, "A capture slot does not exist on '\(spec.name)' (\(what)).",
                                     fix: "Call capturedChanges(of:consumer:) again to make a new slot, then repair the copies from the source (polyglot verify --repair).")
