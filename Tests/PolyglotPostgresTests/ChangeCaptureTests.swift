@@ -1,6 +1,7 @@
 import Foundation
 import Polyglot
 import PolyglotPostgres
+import PolyglotTesting
 import PostgresNIO
 import Synchronization
 import Testing
@@ -122,14 +123,19 @@ func lsnValue(_ s: String?) -> UInt64 {
             ])
             try await rawTransaction(client, ["DELETE FROM \(f.t("items")) WHERE id = 'b'"])
         }
+        let bobAsRead = try await accounts.get(2)
+        // Deletes through Polyglot.
+        _ = try await items.delete("a")
+        #expect(try await accounts.delete(.field("id") == 2) == 1)
 
-        let (events, _) = try await readEvents(feed, count: 7)
+        let (events, _) = try await readEvents(feed, count: 9)
         let summary = events.map { "\($0.dataset)/\($0.key)/\($0.operation)" }
-        #expect(summary == ["items/a/put", "accounts/1/put", "items/b/put", "items/a/put", "accounts/2/put", "accounts/1/delete", "items/b/delete"])
-        guard events.count == 7 else { return }
+        #expect(summary == ["items/a/put", "accounts/1/put", "items/b/put", "items/a/put", "accounts/2/put", "accounts/1/delete", "items/b/delete",
+                            "items/a/delete", "accounts/2/delete"])
+        guard events.count == 9 else { return }
         // Positions: one per transaction, strictly increasing in commit order.
         let p = events.map(\.position)
-        #expect(p[0] < p[1] && p[1] < p[2] && p[2] == p[3] && p[3] == p[4] && p[4] == p[5] && p[5] < p[6], "\(p)")
+        #expect(p[0] < p[1] && p[1] < p[2] && p[2] == p[3] && p[3] == p[4] && p[4] == p[5] && p[5] < p[6] && p[6] < p[7] && p[7] < p[8], "\(p)")
         #expect(events.allSatisfy { $0.createdAt.map { abs($0.timeIntervalSinceNow) < 120 } == true }, "commit times: \(events.map(\.createdAt))")
         // Payloads: documents as written, rows as JSON objects with JSON types, nothing for deletes.
         #expect(try json(events[0]) == ["name": "A", "n": 1])
@@ -139,8 +145,8 @@ func lsnValue(_ s: String?) -> UInt64 {
         let bob = try json(events[4])
         #expect(bob == ["id": 2, "owner": "bob", "balance": -3, "active": false, "opened": .number(1_704_164_645.5), "meta": .null])
         // The same row read through Polyglot's table store: the event carries exactly what a read returns.
-        #expect(try await accounts.get(2).map(JSON.object) == bob)
-        #expect(events[5].payload == nil && events[6].payload == nil)
+        #expect(bobAsRead.map(JSON.object) == bob)
+        #expect(events[5...].allSatisfy { $0.payload == nil })
         #expect(!events.contains { $0.dataset.hasPrefix("_polyglot") })
         try await f.close(consumers: [consumer])
     }
@@ -376,6 +382,20 @@ func lsnValue(_ s: String?) -> UInt64 {
         }
         #expect(try await slotState(f, consumer: "ghost").exists == false, "a slot was left behind")
         try await f.close(consumers: ["ghost"])
+    }
+
+    @Test func aServerWithoutLogicalDecodingIsRefusedWithTheSettingToChange() async throws {
+        let url = PGServers.url("POLYGLOT_TEST_PG_WAL_REPLICA_URL")
+        #expect(!url.isEmpty, Comment(rawValue: TestServers.missing("POLYGLOT_TEST_PG_WAL_REPLICA_URL")))
+        let f = try await CaptureFixture(url, datasets: [capturedItems])
+        do {
+            _ = try await f.engine.capturedChanges(of: [capturedItems], consumer: "nowal")
+            Issue.record("a server with wal_level = replica made a capture slot")
+        } catch let e as PolyglotError {
+            #expect(e.code == .missingCapability && e.message.contains("wal_level = replica"), "\(e)")
+            #expect(e.fix?.contains("wal_level = logical") == true && e.fix?.contains("restart") == true, "\(e)")
+        }
+        try await f.db.close()
     }
 
     @Test func aRoleWithoutReplicationIsToldWhatToGrant() async throws {
