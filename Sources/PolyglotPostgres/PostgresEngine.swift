@@ -30,7 +30,7 @@ import Synchronization
 public final class PostgresEngine: Engine, EngineFactory {
     public static let kind = "postgres"
     public static let capabilities: Set<Capability> = [
-        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory, .analytics,
+        .documents, .table, .keyValue, .vectors, .timeSeries, .graph, .search, .transactions, .telemetryHistory, .analytics, .changeCapture,
     ]
 
     public let spec: EngineSpec
@@ -323,6 +323,7 @@ public final class PostgresEngine: Engine, EngineFactory {
             q.sql = "DELETE FROM \(self.outbox) WHERE created_at < \(q.bind(cutoff)) AND position < \(q.bind(outboxNeededFrom ?? .max))"
             try await self.execute(c, q)
         }
+        await warnAboutCaptureSlots()
     }
 
     public func close() async throws {

