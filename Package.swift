@@ -145,7 +145,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PolyglotPostgresTests",
-            dependencies: ["Polyglot", "PolyglotPostgres", "PolyglotTesting", .product(name: "PostgresNIO", package: "postgres-nio")],
+            dependencies: ["Polyglot", "PolyglotPostgres", "PolyglotTesting", "PolyglotRedis", .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -446,7 +446,7 @@ final class PostgresCapturedFeed: CapturedChangeFeed {
                 for (i, e) in made.enumerated() {
                     produced.append(CapturedEvent(commitLSN: t.commitLSN, index: slotIndex + i, isLastOfTransaction: false, endLSN: t.endLSN,
                                                   event: ChangeEvent(position: Int64(bitPattern: t.commitLSN), dataset: e.dataset, key: e.key,
-                                                                     operation: e.operation, payload: e.payload, createdAt: at)))
+                                                                     operation: e.operation, payload: e.payload, createdAt: at, sequence: slotIndex + i)))
                 }
                 slotIndex += width
             }

@@ -36,9 +36,11 @@ final class DatasetRuntime: Sendable {
         table = spec.model == .table ? try engine.tableStore(for: spec) : nil
         graph = spec.model == .graph ? try engine.graphStore(for: spec) : nil
         timeSeries = spec.model == .timeSeries ? try engine.timeSeriesStore(for: spec) : nil
-        search = try spec.projection(.search).map { try engines[$0.engine]!.searchIndex(for: spec) }
-        projectedVectors = try spec.projection(.vectors).map { try engines[$0.engine]!.projectedVectors(for: spec) }
-        projectedGraph = try spec.projection(.graph).map { try engines[$0.engine]!.projectedGraph(for: spec) }
+        // A captured table's projections are derived from its rows' documents copy on the projection's engine.
+        let derived = { (p: ProjectionSpec) in spec.model == .table ? RelayedCopy(dataset: spec, target: p.engine).copySpec : spec }
+        search = try spec.projection(.search).map { try engines[$0.engine]!.searchIndex(for: derived($0)) }
+        projectedVectors = try spec.projection(.vectors).map { try engines[$0.engine]!.projectedVectors(for: derived($0)) }
+        projectedGraph = try spec.projection(.graph).map { try engines[$0.engine]!.projectedGraph(for: derived($0)) }
         var relayState: [String: any KeyValueStore] = [:]
         for p in spec.projections where (p.kind != .cache && p.engine != spec.engine) || p.isEmbeddedByRelay {
             relayState[p.engine] = try engines[p.engine]!.keyValueStore(for: RelayedCopy.stateSpec(on: p.engine))

@@ -12,10 +12,34 @@ public struct ChangeEvent: Sendable, Hashable {
     public var payload: Data?
     /// When the write appended the event (the engine's clock).
     public var createdAt: Date?
+    /// The event's place among events with the same position: 0 for outbox events (each has its own position);
+    /// for captured changes, which share their transaction's commit position, the change's index in the transaction.
+    public var sequence: Int
 
-    public init(position: Int64, dataset: String, key: String, operation: String, payload: Data?, createdAt: Date? = nil) {
+    public init(position: Int64, dataset: String, key: String, operation: String, payload: Data?, createdAt: Date? = nil, sequence: Int = 0) {
         self.position = position; self.dataset = dataset; self.key = key; self.operation = operation; self.payload = payload
-        self.createdAt = createdAt
+        self.createdAt = createdAt; self.sequence = sequence
+    }
+
+    /// The event's version for the relay's per-key guard: position, then sequence.
+    public var version: EventVersion { EventVersion(position: position, sequence: sequence) }
+}
+
+/// Where an event stands in its feed's order, as the relay records it per key: position, then sequence.
+public struct EventVersion: Sendable, Hashable, Comparable {
+    public var position: Int64
+    public var sequence: Int
+    public init(position: Int64, sequence: Int = 0) { self.position = position; self.sequence = sequence }
+    public static func < (a: EventVersion, b: EventVersion) -> Bool { (a.position, a.sequence) < (b.position, b.sequence) }
+
+    /// `position` or `position.sequence`, as stored in the relay's state.
+    public var stored: Data { Data((sequence == 0 ? String(position) : "\(position).\(sequence)").utf8) }
+    public init?(stored: Data) {
+        let parts = String(decoding: stored, as: UTF8.self).split(separator: ".", maxSplits: 1)
+        guard let p = parts.first.flatMap({ Int64($0) }) else { return nil }
+        let s = parts.count > 1 ? Int(parts[1]) : 0
+        guard let s else { return nil }
+        position = p; sequence = s
     }
 }
 

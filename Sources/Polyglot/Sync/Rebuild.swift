@@ -109,13 +109,13 @@ extension RelayWorker {
                     try await stateHolder.withTransaction {
                         for event in mine {
                             let versionKey = RelayedCopy.versionKey(shadowName, event.key)
-                            if let held = try await kv.get(versionKey).flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }), held >= event.position { continue }
+                            if let held = try await kv.get(versionKey).flatMap(EventVersion.init(stored:)), held >= event.version { continue }
                             switch event.operation {
                             case "put": if let payload = event.payload { _ = try await shadowDocs.put([(event.key, payload)]) }
                             case "delete": _ = try await shadowDocs.delete(event.key)
                             default: continue
                             }
-                            _ = try await kv.set(versionKey, Data(String(event.position).utf8), ttl: nil)
+                            _ = try await kv.set(versionKey, event.version.stored, ttl: nil)
                         }
                     }
                     replayed += mine.count

@@ -54,12 +54,14 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
         let p = dataset.projection(.analytics)
         var fields = [FieldSpec("position", .integer, nullable: false), FieldSpec("key", .string, nullable: false),
                       FieldSpec("op", .string, nullable: false), FieldSpec("at", .number)]
+        // Captured changes share their transaction's position: they are told apart by `event` (position.sequence).
+        if dataset.capture { fields.insert(FieldSpec("event", .string, nullable: false), at: 0) }
         if let p, !p.fields.isEmpty {
             fields += p.fields.map { FieldSpec(Self.column($0), dataset.field($0)?.type ?? .json) }
         } else {
             fields.append(FieldSpec("document", .json))
         }
-        return DatasetSpec(name: dataset.name + "_analytics", model: .table, engine: target, fields: fields, primaryKey: "position")
+        return DatasetSpec(name: dataset.name + "_analytics", model: .table, engine: target, fields: fields, primaryKey: dataset.capture ? "event" : "position")
     }
 
     static func column(_ path: String) -> String { path.replacingOccurrences(of: ".", with: "_") }
@@ -289,6 +291,50 @@ final class RelayWorker: Sendable {
     var leaseKey: String { "lease\u{1F}\(copy.name)" }
     var lockKey: String { "lock\u{1F}\(copy.name)" }
     var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
+    /// A captured copy's initial snapshot: the last key copied, then `done` (absent before the first page).
+    var snapshotKey: String { "snapshot\u{1F}\(copy.name)" }
+    static let snapshotDone = "\u{1F}done"
+
+    /// The next page of a captured copy's initial snapshot, or nil when there is none to take (not captured, a
+    /// cache invalidator, already done, or the copy has applied captured changes). `progress` is what to record.
+    func snapshotPage(checkpoint: RelayCheckpoint, kv: any KeyValueStore) async throws -> (events: [ChangeEvent], progress: String)? {
+        guard copy.dataset.capture, copy.kind != .cache, checkpoint.cursor.isEmpty else { return nil }
+        let raw = try await kv.get(snapshotKey).map { String(decoding: $0, as: UTF8.self) }
+        if raw == Self.snapshotDone { return nil }
+        let after = raw.flatMap { $0.isEmpty ? nil : $0 }
+        let limit = options.batchSize
+        var events: [ChangeEvent] = []
+        var offset = try await kv.get(snapshotKey + "\u{1F}count").flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
+        func event(_ key: String, _ payload: Data) -> ChangeEvent {
+            offset += 1
+            return ChangeEvent(position: 0, dataset: copy.dataset.name, key: key, operation: "put", payload: payload, sequence: offset)
+        }
+        var last: String?
+        if copy.dataset.model == .documents {
+            let page = try await source.documentStore(for: copy.dataset).query(DocumentQuery(limit: limit, after: after))
+            events = page.map { event($0.id, $0.data) }
+            last = page.last?.id
+        } else if let pk = copy.dataset.primaryKey {
+            let type = copy.dataset.field(pk)?.type
+            let bound: JSON? = after.map { type == .integer || type == .number ? (Double($0).map(JSON.number) ?? .string($0)) : .string($0) }
+            let rows = try await source.tableStore(for: copy.dataset).select(bound.map { .field(FieldPath(pk)) > $0 } ?? .all, sort: [.ascending(FieldPath(pk))], limit: limit)
+            for row in rows {
+                let key = row[pk]?.stringValue ?? row[pk]?.text ?? ""
+                events.append(event(key, JSON.object(row).serialized()))
+                last = key
+            }
+        }
+        if events.isEmpty || events.count < limit {
+            if !events.isEmpty || raw == nil {
+                logger.info("relay: snapshot of a captured dataset copied", metadata: ["copy": "\(copy.name)", "rows": "\(offset)"])
+            }
+            _ = try await kv.set(snapshotKey + "\u{1F}count", Data(String(offset).utf8), ttl: nil)
+            if events.isEmpty { _ = try await kv.set(snapshotKey, Data(Self.snapshotDone.utf8), ttl: nil); return nil }
+            return (events, Self.snapshotDone)
+        }
+        _ = try await kv.set(snapshotKey + "\u{1F}count", Data(String(offset).utf8), ttl: nil)
+        return (events, last ?? "")
+    }
 
     func status() -> RelayStatus {
         state.withLock { RelayStatus(copy: copy.name, appliedPosition: $0.appliedPosition, applied: $0.applied,
@@ -337,13 +383,20 @@ final class RelayWorker: Sendable {
         let analytics = copy
         let checkpoint = try await RelayCheckpoint.load(copy, from: kv)
         state.withLock { $0.appliedPosition = max($0.appliedPosition, checkpoint.position) }
-        let batch = try await feed.changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
+        // A captured dataset's first steps copy the rows that were there before its capture slot (just created by
+        // feed()) existed: a snapshot, read in key order, as puts at position 0 that any captured change overrides.
+        let snapshot = try await snapshotPage(checkpoint: checkpoint, kv: kv)
+        let batch: (events: [ChangeEvent], next: ChangeCursor)
+        if let snapshot {
+            batch = (snapshot.events, ChangeCursor(state: checkpoint.cursor))
+        } else {
+            batch = try await feed.changes(after: ChangeCursor(state: checkpoint.cursor), limit: options.batchSize)
+        }
         let mine = batch.events.filter { $0.dataset == copy.dataset.name }
-        state.withLock { $0.lastCursor = batch.next.state }
-        // The relay's own state writes (checkpoints, leases) are events too, on an engine that keeps relay state
-        // and is also a source (a stream's state lives on its source). Reading only those, the step writes
-        // nothing, so it cannot feed itself; the next step that has real events moves the checkpoint past them.
-        let relevant = batch.events.count { $0.dataset != RelayedCopy.stateDataset }
+        if snapshot == nil { state.withLock { $0.lastCursor = batch.next.state } }
+        // The relay's own state writes append no outbox events (`changeEvents: false`); this filter only guards
+        // against a state dataset written by an older version.
+        let relevant = snapshot.map { _ in 1 } ?? batch.events.count { $0.dataset != RelayedCopy.stateDataset }
         if relevant == 0 { return 0 }
         // Embeddings are computed before the transaction: a slow model holds no lock. A failure the endpoint may
         // recover from fails the step (retried with backoff; other copies go on); a document it refuses becomes a
@@ -402,7 +455,7 @@ final class RelayWorker: Sendable {
             if let vectors {
                 for event in Self.latestPerKey(mine) {
                     let versionKey = RelayedCopy.versionKey(copyName, event.key)
-                    if let held = try await kv.get(versionKey).flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }), held >= event.position {
+                    if let held = try await kv.get(versionKey).flatMap(EventVersion.init(stored:)), held >= event.version {
                         continue
                     }
                     if let error = refused[event.position] {
@@ -417,7 +470,7 @@ final class RelayWorker: Sendable {
                         // Deleted, or nothing to embed (the fields are empty): no vector.
                         _ = try await vectors.delete(event.key)
                     }
-                    _ = try await kv.set(versionKey, Data(String(event.position).utf8), ttl: nil)
+                    _ = try await kv.set(versionKey, event.version.stored, ttl: nil)
                     applied += 1
                 }
             }
@@ -426,7 +479,7 @@ final class RelayWorker: Sendable {
                 // Per key, an event applies only over an older one: a replay, or a repair that already wrote a
                 // newer state, leaves the copy as it is.
                 let versionKey = RelayedCopy.versionKey(copyName, event.key)
-                if let held = try await kv.get(versionKey).flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }), held >= event.position {
+                if let held = try await kv.get(versionKey).flatMap(EventVersion.init(stored:)), held >= event.version {
                     continue
                 }
                 do {
@@ -441,7 +494,7 @@ final class RelayWorker: Sendable {
                     default:
                         continue
                     }
-                    _ = try await kv.set(versionKey, Data(String(event.position).utf8), ttl: nil)
+                    _ = try await kv.set(versionKey, event.version.stored, ttl: nil)
                     applied += 1
                 } catch {
                     let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: "\(error)")
@@ -450,7 +503,9 @@ final class RelayWorker: Sendable {
                 }
             }
             let position = batch.events.map(\.position).max() ?? checkpoint.position
-            if !batch.events.isEmpty || checkpoint.cursor != batch.next.state {
+            if let snapshot {
+                _ = try await kv.set(self.snapshotKey, Data(snapshot.progress.utf8), ttl: nil)
+            } else if !batch.events.isEmpty || checkpoint.cursor != batch.next.state {
                 _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: batch.next.state, position: max(position, checkpoint.position))), ttl: nil)
             }
             _ = try await kv.set(self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds)), ttl: nil)
@@ -583,6 +638,7 @@ extension RelayedCopy {
     func analyticsRow(_ event: ChangeEvent) throws -> Row {
         var row: Row = ["position": .number(Double(event.position)), "key": .string(event.key), "op": .string(event.operation),
                         "at": event.createdAt.map { .number($0.timeIntervalSince1970) } ?? .null]
+        if dataset.capture { row["event"] = .string("\(event.position).\(event.sequence)") }
         let body = try event.payload.map { try JSON(parsing: $0) }
         let p = dataset.projection(.analytics)
         if let p, !p.fields.isEmpty {
