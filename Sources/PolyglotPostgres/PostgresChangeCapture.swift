@@ -317,7 +317,7 @@ struct CapturedEvent: Sendable {
 /// A captured feed over one replication slot. See ``PostgresEngine/capturedChanges(of:consumer:)``.
 ///
 /// - Positions are commit LSNs: every event of a transaction has its commit's LSN, and they increase strictly
-///   from one transaction to the next in commit order.
+///   from one transaction to the next in commit order. A key has at most one event per transaction (its last state).
 /// - The cursor is (commit LSN, index of the last event returned within that transaction), so a batch limit that
 ///   falls inside a large transaction resumes at the next event of it.
 /// - Reading peeks: it decodes from the slot's confirmed position and drops what is at or before the cursor.
@@ -451,6 +451,13 @@ final class PostgresCapturedFeed: CapturedChangeFeed {
                 slotIndex += width
             }
             if produced.isEmpty { continue }
+            // Several changes of one key in one transaction become one event with the key's last state (nobody saw the
+            // states in between): so a key has at most one event per position, and "apply if newer" stays exact.
+            var last: [String: Int] = [:]
+            for (i, e) in produced.enumerated() { last[e.event.dataset + "\u{0}" + e.event.key] = i }
+            if last.count < produced.count {
+                produced = produced.enumerated().filter { last[$0.element.event.dataset + "\u{0}" + $0.element.event.key] == $0.offset }.map(\.element)
+            }
             produced[produced.count - 1].isLastOfTransaction = true
             out += produced
         }

@@ -151,6 +151,31 @@ func lsnValue(_ s: String?) -> UInt64 {
         try await f.close(consumers: [consumer])
     }
 
+    @Test func severalChangesOfOneKeyInOneTransactionArriveAsItsLastState() async throws {
+        let f = try await CaptureFixture(PGServers.pg18)
+        let consumer = "coalesced"
+        let feed = try await f.engine.capturedChanges(of: [capturedItems, capturedAccounts], consumer: consumer)
+        try await withRawPostgres(f.url) { client in
+            try await rawTransaction(client, [
+                "INSERT INTO \(f.t("items")) VALUES ('a', 1, '{\"v\": 1}')",
+                "UPDATE \(f.t("items")) SET body = '{\"v\": 2}' WHERE id = 'a'",
+                "INSERT INTO \(f.t("items")) VALUES ('tmp', 1, '{\"v\": 0}')",
+                "UPDATE \(f.t("items")) SET body = '{\"v\": 3}' WHERE id = 'a'",
+                "DELETE FROM \(f.t("items")) WHERE id = 'tmp'",
+                "INSERT INTO \(f.t("accounts"))(id, owner) VALUES (7, 'x')",
+            ])
+            // A key that changes: the old key is deleted, the new one put.
+            try await rawTransaction(client, ["UPDATE \(f.t("accounts")) SET id = 8, owner = 'y' WHERE id = 7"])
+        }
+        let (events, _) = try await readEvents(feed, count: 5)
+        #expect(events.map { "\($0.key)/\($0.operation)" } == ["a/put", "tmp/delete", "7/put", "7/delete", "8/put"])
+        guard events.count == 5 else { return }
+        #expect(try json(events[0]) == ["v": 3])
+        #expect(try json(events[4])?["owner"] == "y")
+        #expect(Set(events.prefix(3).map(\.position)).count == 1 && events[3].position == events[4].position && events[2].position < events[3].position)
+        try await f.close(consumers: [consumer])
+    }
+
     @Test func updatesThatLeaveALargeDocumentUntouchedStillCarryIt() async throws {
         // A large body is stored out of line (TOAST); an update of another column logs it only because capture sets
         // REPLICA IDENTITY FULL, which logs the old row.
