@@ -163,6 +163,8 @@ import Testing
         #expect(report.missing == ["a2"] && report.stale == ["a1"] && report.orphaned == ["ghost"] && !report.repaired, "\(report)")
         #expect(report.sourceDocuments == 3 && report.copyDocuments == 3 && checked.withLock { $0 } == 3)
         #expect(report.description.contains("1 missing (e.g. a2)"))
+        // Only the key ranges whose digests differ were compared document by document.
+        #expect(report.keyRanges == 256 && (1...3).contains(report.differingKeyRanges), "\(report)")
         let repaired = try #require(try await relay.verify("articles@index", repair: true).first)
         #expect(repaired.repaired)
         #expect(try await relay.verify().map(\.isClean) == [true])

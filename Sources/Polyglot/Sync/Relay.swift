@@ -349,6 +349,8 @@ final class RelayWorker: Sendable {
                 backoff = options.idleInterval
                 if n == nil || n == 0 { await idle() }
             } catch {
+                // A step cut short by shutdown is not a failure.
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 state.withLock { $0.lastError = "\(error)" }
                 logger.warning("relay step failed; retrying", metadata: ["copy": "\(copy.name)", "error": "\(error)", "retryIn": "\(backoff)"])
                 try? await Task.sleep(for: backoff)
