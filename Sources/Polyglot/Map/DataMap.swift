@@ -237,9 +237,12 @@ public struct DataMap: Sendable, Hashable, Codable {
     public var engines: [EngineSpec]
     public var datasets: [DatasetSpec]
     public var telemetry: TelemetrySpec
+    /// The advisor's thresholds (`advisor:` in YAML); the defaults are the decision framework's.
+    public var advisor: AdvisorSettings
 
-    public init(engines: [EngineSpec], datasets: [DatasetSpec], telemetry: TelemetrySpec = TelemetrySpec()) {
-        self.engines = engines; self.datasets = datasets; self.telemetry = telemetry
+    public init(engines: [EngineSpec], datasets: [DatasetSpec], telemetry: TelemetrySpec = TelemetrySpec(),
+                advisor: AdvisorSettings = AdvisorSettings()) {
+        self.engines = engines; self.datasets = datasets; self.telemetry = telemetry; self.advisor = advisor
     }
 
     public func engine(named name: String) -> EngineSpec? { engines.first { $0.name == name } }

@@ -1,0 +1,85 @@
+/// Estimates the hit rate an LRU cache of a given number of entries would reach on a recorded access trace,
+/// by replaying the trace through an exact LRU. A write in the trace invalidates its key (the relay and the facade
+/// do that to a real cache), so the next read of that key misses.
+///
+/// The trace is a time-sampled subset of the real accesses (every n-th one). Under the independent reference model
+/// thinning keeps each key's share of accesses, so an LRU of the *same* entry count sees about the same hit rate on
+/// the sample as on the full stream; what the sample exaggerates is cold misses (a short trace has seen fewer
+/// repeats). The estimate therefore errs low, never high, which is the safe direction for advice.
+///
+/// ```swift
+/// let trace = KeyTrace(every: 1, accesses: [(KeyTrace.hash("a"), false), (KeyTrace.hash("a"), false)])
+/// LRUSimulation.hitRate(trace.accesses, capacity: 100)   // 0.5: one cold miss, one hit
+/// ```
+public enum LRUSimulation {
+    /// The hit rate of an LRU cache holding `capacity` entries over `accesses` (key hash, isWrite), counting reads
+    /// after the first `warmup` fraction of the trace. `nil` when no read is counted.
+    public static func hitRate(_ accesses: [(key: UInt64, isWrite: Bool)], capacity: Int, warmup: Double = 0) -> Double? {
+        guard capacity > 0 else { return accesses.contains { !$0.isWrite } ? 0 : nil }
+        var lru = LRU(capacity: capacity)
+        let skip = Int(Double(accesses.count) * min(max(warmup, 0), 0.9))
+        var reads = 0, hits = 0
+        for (i, a) in accesses.enumerated() {
+            if a.isWrite { lru.remove(a.key); continue }
+            let hit = lru.touch(a.key)
+            if i >= skip { reads += 1; if hit { hits += 1 } }
+        }
+        return reads == 0 ? nil : Double(hits) / Double(reads)
+    }
+
+    /// Hit rates for several capacities at once, in the order given.
+    public static func curve(_ accesses: [(key: UInt64, isWrite: Bool)], capacities: [Int], warmup: Double = 0) -> [(capacity: Int, hitRate: Double)] {
+        capacities.compactMap { c in hitRate(accesses, capacity: c, warmup: warmup).map { (c, $0) } }
+    }
+
+    /// An exact LRU over key hashes: a dictionary into a doubly linked list kept in arrays.
+    struct LRU {
+        let capacity: Int
+        var slot: [UInt64: Int] = [:]
+        var keys: [UInt64] = []
+        var prev: [Int] = []
+        var next: [Int] = []
+        var free: [Int] = []
+        var head = -1, tail = -1   // head: most recent
+
+        init(capacity: Int) { self.capacity = capacity }
+
+        var count: Int { slot.count }
+
+        private mutating func unlink(_ i: Int) {
+            if prev[i] >= 0 { next[prev[i]] = next[i] } else { head = next[i] }
+            if next[i] >= 0 { prev[next[i]] = prev[i] } else { tail = prev[i] }
+        }
+
+        private mutating func pushFront(_ i: Int) {
+            prev[i] = -1; next[i] = head
+            if head >= 0 { prev[head] = i }
+            head = i
+            if tail < 0 { tail = i }
+        }
+
+        /// Reads `key`: true on a hit; a miss inserts it, evicting the least recently used entry when full.
+        mutating func touch(_ key: UInt64) -> Bool {
+            if let i = slot[key] { unlink(i); pushFront(i); return true }
+            if slot.count >= capacity, tail >= 0 {
+                let victim = tail
+                unlink(victim)
+                slot[keys[victim]] = nil
+                free.append(victim)
+            }
+            let i: Int
+            if let f = free.popLast() { i = f; keys[i] = key } else {
+                i = keys.count; keys.append(key); prev.append(-1); next.append(-1)
+            }
+            slot[key] = i
+            pushFront(i)
+            return false
+        }
+
+        mutating func remove(_ key: UInt64) {
+            guard let i = slot.removeValue(forKey: key) else { return }
+            unlink(i)
+            free.append(i)
+        }
+    }
+}
