@@ -205,7 +205,7 @@ public struct TableCollection: Sendable {
         try runtime.checkFilter(filter)
         try runtime.checkFilter(.and(sort.map { .exists($0.path) }))
         let store = self.store
-        return try await runtime.measureScan("select", filter: filter, { try await store.select(filter, sort: sort, limit: limit) },
+        return try await runtime.measureScan("select", filter: sort.isEmpty ? filter : .and([filter] + sort.map { .exists($0.path) }), { try await store.select(filter, sort: sort, limit: limit) },
                                              returned: { $0.count }, size: { ($0.count, 0) })
     }
 

@@ -122,7 +122,7 @@ public struct DocumentCollection: Sendable {
         if offset < 0 { throw PolyglotError(.invalidArgument, "offset \(offset) is negative.", fix: "Pass an offset of 0 or more.") }
         let store = self.store
         let q = DocumentQuery(filter: filter, sort: sort, limit: limit, offset: offset)
-        return try await runtime.measureScan("query", filter: filter, { try await store.query(q) }, returned: { $0.count },
+        return try await runtime.measureScan("query", filter: sort.isEmpty ? filter : .and([filter] + sort.map { .exists($0.path) }), { try await store.query(q) }, returned: { $0.count },
                                              size: { ($0.count, $0.reduce(0) { $0 + $1.data.count }) })
     }
 
