@@ -96,7 +96,7 @@ public struct RolloutPlan: Sendable, Hashable, Codable {
         public var datasets: [String]
     }
     public var phases: [Phase]
-    /// The highest phase in place.
+    /// The last phase of the unbroken run of phases in place from phase 1 (later phases may be in place too).
     public var current: Int
     /// The first phase not in place, if any.
     public var next: Int?
@@ -134,7 +134,8 @@ public struct RolloutPlan: Sendable, Hashable, Codable {
                   trigger: "point-read p99 during large scans ≥ \(Fmt.ratio(s.interferenceFactor)) of without; now: "
                     + (worstInterference.map { "\(Fmt.ratio($0.1)) ('\($0.0)')" } ?? "no reads overlapped a large scan"), datasets: anaT),
         ]
-        let current = phases.filter { $0.status == "in place" }.map(\.number).max() ?? 0
+        // The current phase is the end of the path walked so far: every phase up to it is in place.
+        let current = phases.prefix { $0.status == "in place" }.last?.number ?? 0
         let next = phases.first { $0.status != "in place" }?.number
         return RolloutPlan(phases: phases, current: current, next: next)
     }

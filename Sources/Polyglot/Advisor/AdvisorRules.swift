@@ -214,7 +214,7 @@ public struct AdvisorRules: Sendable {
         } else {
             action = "The queries of '\(spec.name)' read far more rows than they return although their fields are declared: check their plans (EXPLAIN) for filters the indexes cannot serve (or, not, functions) before adding any engine."
         }
-        let (c, why) = confidence(samples: Int(e.measured), strong: 20, weak: 5, clear: e.ratio >= 10 * s.scanRatio)
+        let (c, why) = confidence(samples: Int(e.measured), strong: 20, weak: 5, clear: e.ratio >= 5 * s.scanRatio)
         return [Recommendation(
             dataset: p.dataset, rule: "missing-index", kind: .optimize, action: action, evidence: evidence,
             expectedEffect: String(format: "Queries examine about the rows they return (~%.0f instead of ~%@ per query), so their latency falls roughly in proportion; declared fields are also type-checked on write.", max(returned, 1), Fmt.count(Int(perQuery))),

@@ -27,6 +27,7 @@ public final class DatasetObserver: Sendable {
     struct State {
         var start: Date
         var trace = KeyTrace()
+        var traceSeen: UInt64 = 0
         var hotKeys = SpaceSaving(capacity: 32)
         var examined: [String: ExaminedRows] = [:]
         var shapes: [String: QueryShape] = [:]
@@ -199,7 +200,11 @@ public final class DatasetObserver: Sendable {
 }
 
 extension DatasetObserver.State {
+    /// Keeps one access in `trace.every`: after a decimation the trace samples at the halved rate, so it stays a
+    /// uniform sample of the whole interval.
     mutating func appendTrace(_ h: UInt64, write: Bool) {
+        traceSeen &+= 1
+        guard traceSeen % UInt64(trace.every) == 0 else { return }
         trace.append(h, write: write)
         if trace.count >= DatasetObserver.traceCap { trace.decimate() }
     }

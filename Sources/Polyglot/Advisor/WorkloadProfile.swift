@@ -172,6 +172,9 @@ public struct WorkloadProfiler: Sendable {
 
     public init(map: DataMap) { self.map = map }
 
+    /// The longest key trace replayed per dataset.
+    public static let maxTrace = 200_000
+
     /// Profiles of every dataset of the map, in map order.
     public func profiles(records: [TelemetryRecord], observations: [WorkloadObservation], from: Date, to: Date) -> [DatasetProfile] {
         let records = records.filter { $0.intervalEnd > from && $0.intervalStart <= to }
@@ -184,7 +187,8 @@ public struct WorkloadProfiler: Sendable {
         let mine = observations.filter { $0.dataset == dataset }.sorted { $0.intervalStart < $1.intervalStart }
         var all: [UInt64] = []
         for o in mine { all += o.trace.entries }
-        return KeyTrace(every: mine.map(\.trace.every).max() ?? 1, entries: all)
+        // The most recent accesses are enough to size a cache, and keep the replay fast on long windows.
+        return KeyTrace(every: mine.map(\.trace.every).max() ?? 1, entries: Array(all.suffix(WorkloadProfiler.maxTrace)))
     }
 
     func profile(_ spec: DatasetSpec, records: [TelemetryRecord], observations: [WorkloadObservation], from: Date, to: Date) -> DatasetProfile {
