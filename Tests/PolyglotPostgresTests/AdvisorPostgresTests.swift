@@ -6,7 +6,7 @@ import Testing
 
 /// Workload scenarios on a real PostgreSQL 15 server, each with the advice it must get. Latency targets are set in
 /// the data map (`advisor.readTarget`) below what loopback reads take, so the reads really miss them.
-@Suite struct AdvisorPostgresTests {
+@Suite(.serialized) struct AdvisorPostgresTests {
     struct LCG { var s: UInt64; mutating func next(_ n: Int) -> Int { s = s &* 6364136223846793005 &+ 1442695040888963407; return Int((s >> 33) % UInt64(n)) } }
 
     func open(_ datasets: [DatasetSpec], advisor: AdvisorSettings, engine: EngineSpec? = nil, extra: [EngineSpec] = []) async throws -> Polyglot {
@@ -108,17 +108,20 @@ import Testing
 
     @Test func largeScansThatRaisePointReadLatencyGetAnAnalyticsProjection() async throws {
         let spec = DatasetSpec(name: "orders", model: .documents, engine: "subject")
-        let db = try await open([spec], advisor: settings { $0.largeScan = .milliseconds(5) })
+        // A pool of four connections, as a small service would have: the reports compete with the point reads for
+        // connections and CPU, as they do in production.
+        let db = try await open([spec], advisor: settings { $0.largeScan = .milliseconds(5) },
+                                engine: PGServers.engine(PGServers.pg15, options: ["poolSize": "4"]))
         let orders = try db.documents("orders")
         try await load(orders, count: 60_000) { ["amount": .number(Double($0 % 1000)), "customer": .string("c\($0 % 977)"), "note": .string(String(repeating: "n", count: 80))] }
         var rng = LCG(s: 13)
         for _ in 0..<200 { _ = try await orders.get("d\(rng.next(60_000))") }   // warm the pool and caches
         try await db.flushTelemetry(now: Date().addingTimeInterval(-7200))
 
-        for _ in 0..<400 { _ = try await orders.get("d\(rng.next(60_000))") }   // point reads alone
-        let stop = ContinuousClock.now + .seconds(3)
+        for _ in 0..<600 { _ = try await orders.get("d\(rng.next(60_000))") }   // point reads alone
+        let stop = ContinuousClock.now + .seconds(6)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<4 {   // reporting scans, more of them than this machine has cores
+            for _ in 0..<8 {   // reporting scans, four per core of this machine
                 group.addTask { while ContinuousClock.now < stop { _ = try await orders.count(.field("amount") > 500) } }
             }
             group.addTask {
@@ -132,11 +135,11 @@ import Testing
         try await db.close()
 
         let interference = try #require(report.profiles.first?.interference)
-        #expect(interference.readsAlone >= 100 && interference.readsDuringScans >= 30, "\(interference)")
+        #expect(interference.readsAlone >= 200 && interference.readsDuringScans >= 30, "\(interference)")
         let r = try #require(report.recommendations.first { $0.rule == "analytics-projection" },
                              "p99 \(interference.p99DuringScansMs) ms during scans vs \(interference.p99AloneMs) ms without: \(report.recommendations.map(\.rule))")
         #expect(r.dataset == "orders" && r.kind == .add)
-        #expect(interference.factor >= 2)
+        #expect(interference.factor >= 2, "\(interference)")
         #expect(r.dataMapDiff?.contains("kind: analytics") == true, "\(r.dataMapDiff ?? "")")
         #expect(report.plan.phases[4].status == "triggered")
     }
