@@ -27,6 +27,21 @@ public enum LRUSimulation {
         return reads == 0 ? nil : Double(hits) / Double(reads)
     }
 
+    /// The share of counted reads (after `warmup`) that read a key for the first time in the trace: misses no
+    /// cache size avoids within the trace, and the ceiling of every estimate on it.
+    public static func firstTimeShare(_ accesses: [(key: UInt64, isWrite: Bool)], warmup: Double = 0) -> Double? {
+        let skip = Int(Double(accesses.count) * min(max(warmup, 0), 0.9))
+        var seen = Set<UInt64>()
+        var reads = 0, first = 0
+        for (i, a) in accesses.enumerated() {
+            let new = seen.insert(a.key).inserted
+            if a.isWrite || i < skip { continue }
+            reads += 1
+            if new { first += 1 }
+        }
+        return reads == 0 ? nil : Double(first) / Double(reads)
+    }
+
     /// Hit rates for several capacities at once, in the order given.
     public static func curve(_ accesses: [(key: UInt64, isWrite: Bool)], capacities: [Int], warmup: Double = 0) -> [(capacity: Int, hitRate: Double)] {
         capacities.compactMap { c in hitRate(accesses, capacity: c, warmup: warmup).map { (c, $0) } }

@@ -142,6 +142,9 @@ public struct DatasetProfile: Sendable, Hashable, Codable {
     public var cache: CacheProfile?
     /// LRU hit-rate estimates on the key trace for growing cache sizes.
     public var cacheEstimates: [CacheEstimate] = []
+    /// Share of the replayed reads that were a key's first in the trace: no simulated size avoids them, so when
+    /// the best estimate plus this share reaches a target, the trace is too short to rule a cache out.
+    public var firstTimeReadShare: Double?
     public var projectionLag: [String: Int64] = [:]
     public var interference: Interference?
     /// Large scans (at least `advisor.largeScan`) this dataset ran.
@@ -156,7 +159,7 @@ public struct DatasetProfile: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case dataset, model, engine, engineKind, from, to, operations, mix, reads, writes, pointReads, sourcePointReads,
              filteredQueries, vectorQueries, hotKeys, top10Share, sampledAccesses, distinctSampledKeys, sampleEvery, examined,
-             queryShapes, size, schema, cache, cacheEstimates, projectionLag, interference, largeScans, largeScanP50Ms
+             queryShapes, size, schema, cache, cacheEstimates, firstTimeReadShare, projectionLag, interference, largeScans, largeScanP50Ms
     }
 }
 
@@ -260,6 +263,7 @@ public struct WorkloadProfiler: Sendable {
             p.top10Share = sketch.guaranteedShare(ofTop: 10)
         }
         p.cacheEstimates = cacheEstimates(trace, rows: p.size?.rows, current: p.cache?.maxEntries)
+        p.firstTimeReadShare = LRUSimulation.firstTimeShare(trace.accesses, warmup: 0.1)
         p.schema = churn(spec, mine)
 
         // Scans and interference, against every dataset's scans on the same engine.
