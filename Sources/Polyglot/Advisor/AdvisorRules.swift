@@ -262,13 +262,13 @@ public struct AdvisorRules: Sendable {
             let hitMs = 0.002
             let mean = h * hitMs + (1 - h) * r.mean
             let p99Text = (1 - h) < 0.01 ? "p99 falls to about the hit time" : "p99 stays near \(Fmt.ms(r.p99)) (more than 1% of reads still miss), so the gain is in the mean and the median"
-            let (c, why) = confidence(samples: p.sampledAccesses, strong: 1000, weak: 200, clear: h >= s.hitRateTarget + 0.05)
+            let (c, why) = confidence(samples: Int(r.count), strong: 1000, weak: s.minSamples, clear: h >= s.hitRateTarget + 0.05)
             return [Recommendation(
                 dataset: p.dataset, rule: "add-cache", kind: .add,
                 action: "Add a cache projection to '\(spec.name)' with \(Fmt.count(entries)) entries: its reads miss the \(Fmt.ms(s.readTarget)) target and a cache that size would serve about \(Fmt.pct(h)) of them.",
                 evidence: evidence,
-                expectedEffect: "Estimated hit rate \(Fmt.pct(h)) at \(Fmt.count(entries)) entries (LRU replay of \(Fmt.count(p.sampledAccesses)) sampled accesses, 1 in \(p.sampleEvery)); mean read from \(Fmt.ms(r.mean)) to about \(Fmt.ms(mean)) with an in-process cache; \(p99Text). Writes invalidate entries, which the replay includes. For several application processes use a redis engine for the cache instead (hits then cost a network round trip).",
-                confidence: c, confidenceReason: why + "; the replay errs low (a short trace over-counts first-time misses)", dataMapDiff: diff)]
+                expectedEffect: "Estimated hit rate \(Fmt.pct(h)) at \(Fmt.count(entries)) entries (simulated LRU caches on one key in \(p.sampleEvery), all their reads and writes); mean read from \(Fmt.ms(r.mean)) to about \(Fmt.ms(mean)) with an in-process cache; \(p99Text). Writes invalidate entries, which the simulation includes. For several application processes use a redis engine for the cache instead (hits then cost a network round trip).",
+                confidence: c, confidenceReason: why + "; a simulated cache starts cold when the process starts, so short histories err low", dataMapDiff: diff)]
         }
         let noCache = best == nil && bestSeen != nil
         let spreadText = "its keys are too spread out for a cache (best simulated hit rate \(Fmt.pct(bestSeen?.hitRate ?? 0)))"
@@ -287,7 +287,7 @@ public struct AdvisorRules: Sendable {
                 confidence: c == .high ? .medium : c, confidenceReason: why + "; whether the latency comes from load is inferred, not measured", dataMapDiff: diff)]
         }
         let spread = bestSeen.map { "the keys are too spread out for a cache (best simulated hit rate \(Fmt.pct($0.hitRate)))" }
-            ?? "no key trace was recorded to size a cache"
+            ?? "no cache simulation was recorded to size a cache"
         return [Recommendation(
             dataset: p.dataset, rule: "slow-reads", kind: .optimize,
             action: "Reads of '\(spec.name)' miss the \(Fmt.ms(s.readTarget)) target, and no cheap fix is measured: \(spread). Check the engine's query plans, pool size and hardware first.",
@@ -318,27 +318,12 @@ public struct AdvisorRules: Sendable {
             }.diff
             return [Recommendation(
                 dataset: p.dataset, rule: "cache-hit-rate", kind: .antiPattern,
-                action: "Grow the cache of '\(spec.name)' to \(Fmt.count(grow.entries)) entries: at \(Fmt.pct(h)) it is under the \(Fmt.pct(s.hitRateTarget)) target, and the replayed key trace says that size reaches \(Fmt.pct(grow.hitRate)).",
+                action: "Grow the cache of '\(spec.name)' to \(Fmt.count(grow.entries)) entries: at \(Fmt.pct(h)) it is under the \(Fmt.pct(s.hitRateTarget)) target, and a simulated cache of that size reaches \(Fmt.pct(grow.hitRate)).",
                 evidence: evidence,
                 expectedEffect: "Hit rate from \(Fmt.pct(h)) to about \(Fmt.pct(grow.hitRate)) (simulated), at the cost of the memory those entries take.",
                 confidence: conf, confidenceReason: why, dataMapDiff: diff)]
         }
-        // The replay cannot avoid a short trace's first-time reads; when they alone keep it under the target, a
-        // cache that holds the working set may well reach it: say so rather than advise removing the cache.
         let best = p.cacheEstimates.max { $0.hitRate < $1.hitRate }
-        if let best, let first = p.firstTimeReadShare, best.hitRate + first >= s.hitRateTarget, c.engineKind == "memory", c.maxEntries != nil {
-            let workingSet = max(best.entries, p.size?.rows ?? 0, p.distinctSampledKeys)
-            let diff = YAMLDiff.change(map) { m in
-                if let i = m.engines.firstIndex(where: { $0.name == c.engine }) { m.engines[i].options["maxEntries"] = String(workingSet) }
-            }.diff
-            evidence.append(Evidence("first-time reads in the sampled trace", Fmt.pct(first) + " (misses the replay cannot avoid)"))
-            return [Recommendation(
-                dataset: p.dataset, rule: "cache-hit-rate", kind: .antiPattern,
-                action: "Grow the cache of '\(spec.name)' to hold its working set (\(Fmt.count(workingSet)) entries), then measure again: at \(Fmt.pct(h)) it is under the \(Fmt.pct(s.hitRateTarget)) target with \(c.maxEntries.map { Fmt.count($0) } ?? "?") entries.",
-                evidence: evidence,
-                expectedEffect: "Between \(Fmt.pct(best.hitRate)) (the replay, which counts a short trace's first-time reads as misses) and about \(Fmt.pct(min(1, best.hitRate + first))) once warm; if a week of history still shows under \(Fmt.pct(s.hitRateTarget)), remove the cache.",
-                confidence: .low, confidenceReason: "the sampled trace is too short to separate first-time misses from capacity misses", dataMapDiff: diff)]
-        }
         let diff = YAMLDiff.change(map) { m in
             if let i = m.datasets.firstIndex(where: { $0.name == spec.name }) { m.datasets[i].projections.removeAll { $0.kind == .cache } }
             let used = usedEngines(m)
@@ -346,7 +331,7 @@ public struct AdvisorRules: Sendable {
         }.diff
         return [Recommendation(
             dataset: p.dataset, rule: "cache-hit-rate", kind: .antiPattern,
-            action: "Remove the cache of '\(spec.name)' (or cache only its hot keys): it hits \(Fmt.pct(h)), under the \(Fmt.pct(s.hitRateTarget)) target, and \(best.map { "no simulated size does better than \(Fmt.pct($0.hitRate))" } ?? "no key trace shows a size that would reach it").",
+            action: "Remove the cache of '\(spec.name)' (or cache only its hot keys): it hits \(Fmt.pct(h)), under the \(Fmt.pct(s.hitRateTarget)) target, and \(best.map { "no simulated size does better than \(Fmt.pct($0.hitRate))" } ?? "no cache simulation was recorded").",
             evidence: evidence,
             expectedEffect: "Misses stop paying a cache lookup on top of the source read (\(c.missLatency.map { "miss p50 \(Fmt.ms($0.p50))" } ?? "-")), one engine less to run; the \(Fmt.pct(h)) of reads that hit go back to the source (\(p.sourcePointReads.map { "source get p50 \(Fmt.ms($0.p50))" } ?? "source latency")).",
             confidence: conf, confidenceReason: why, dataMapDiff: diff)]

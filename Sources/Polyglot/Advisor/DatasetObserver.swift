@@ -1,8 +1,9 @@
 import Foundation
 import Synchronization
 
-/// Records, for one dataset, the samples the advisor needs (see ``WorkloadObservation``). The hot path pays one
-/// relaxed atomic increment per operation; only one operation in `sampleEvery` takes the lock and records its key.
+/// Records, for one dataset, the samples the advisor needs (see ``WorkloadObservation``). A point read pays a
+/// relaxed atomic increment and a hash of its key (FNV-1a); only one read in `sampleEvery` (for hot keys and
+/// timings) and the reads of one key in `sampleEvery` (for the simulated caches) take the lock.
 public final class DatasetObserver: Sendable {
     public let dataset: String
     public let engine: String
@@ -17,8 +18,8 @@ public final class DatasetObserver: Sendable {
     private let queryTicks = Atomic<UInt64>(0)
     private let lastWrite = Atomic<Int64>(0)
     private let state: Mutex<State>
+    private let cacheThreshold: UInt64
 
-    static let traceCap = 1024
     static let readCap = 1024
     static let scanCap = 256
     static let pathCap = 256
@@ -26,8 +27,7 @@ public final class DatasetObserver: Sendable {
 
     struct State {
         var start: Date
-        var trace = KeyTrace()
-        var traceSeen: UInt64 = 0
+        var caches: MiniatureCaches
         var hotKeys = SpaceSaving(capacity: 32)
         var examined: [String: ExaminedRows] = [:]
         var shapes: [String: QueryShape] = [:]
@@ -38,13 +38,20 @@ public final class DatasetObserver: Sendable {
         var scans: [TimedOperation] = []
         var random: UInt64 = 0x9E37_79B9_7F4A_7C15
         var touched = false
+        /// Only the simulated caches' counters reset per interval; their contents stay warm.
+        mutating func reset(start: Date) {
+            self.start = start
+            hotKeys = SpaceSaving(capacity: 32); examined = [:]; shapes = [:]; paths = [:]; sampledWrites = 0
+            reads = []; readsSeen = 0; scans = []; touched = false
+        }
         mutating func nextRandom() -> UInt64 {
             random ^= random << 13; random ^= random >> 7; random ^= random << 17
             return random
         }
     }
 
-    init(dataset: String, engine: String, model: DataModel?, sampleEvery: Int, declaredFields: [String], clock: ObservationClock) {
+    init(dataset: String, engine: String, model: DataModel?, sampleEvery: Int, declaredFields: [String], clock: ObservationClock,
+         cacheSizes: [Int] = []) {
         self.dataset = dataset; self.engine = engine; self.model = model
         var p = 1
         while p < max(1, sampleEvery) { p <<= 1 }
@@ -52,7 +59,8 @@ public final class DatasetObserver: Sendable {
         mask = UInt64(p - 1)
         self.declaredFields = declaredFields
         self.clock = clock
-        state = Mutex(State(start: Date()))
+        state = Mutex(State(start: Date(), caches: MiniatureCaches(every: p, sizes: MiniatureCaches.ladder + cacheSizes)))
+        cacheThreshold = (UInt64(1) << 63) / UInt64(p)
     }
 
     // MARK: Hot path
@@ -63,14 +71,20 @@ public final class DatasetObserver: Sendable {
         ticks.wrappingAdd(1, ordering: .relaxed).newValue & mask == 0
     }
 
+    /// Feeds a point read of `key` to the simulated caches when the key is in their sample. Call for every read.
+    @inline(__always)
+    public func simulateRead(_ key: String) {
+        let h = KeyTrace.hash(key)
+        guard h < cacheThreshold else { return }
+        state.withLock { s in s.touched = true; s.caches.read(h) }
+    }
+
     /// Records a sampled point read of `key` that started at `start` and took `nanoseconds`.
     public func recordRead(_ key: String, start: ContinuousClock.Instant, nanoseconds: UInt64) {
-        let h = KeyTrace.hash(key)
         let at = clock.epochSeconds(start)
         state.withLock { s in
             s.touched = true
             s.hotKeys.add(key)
-            s.appendTrace(h, write: false)
             s.readsSeen += 1
             let op = TimedOperation(start: at, nanoseconds: nanoseconds)
             if s.reads.count < DatasetObserver.readCap { s.reads.append(op) } else {
@@ -84,12 +98,11 @@ public final class DatasetObserver: Sendable {
     /// Records writes of `keys` (sampled like reads) and the highest outbox position written.
     public func recordWrites(_ keys: [String], position: Int64? = nil) {
         if let position { lastWrite.max(position, ordering: .relaxed) }
-        var sampled: [String] = []
-        for k in keys where tick() { sampled.append(k) }
+        let sampled = keys.map(KeyTrace.hash).filter { $0 < cacheThreshold }
         guard !sampled.isEmpty else { return }
         state.withLock { s in
             s.touched = true
-            for k in sampled { s.appendTrace(KeyTrace.hash(k), write: true) }
+            for h in sampled { s.caches.write(h) }
         }
     }
 
@@ -176,15 +189,16 @@ public final class DatasetObserver: Sendable {
     /// Takes what was recorded since the previous drain. Always returns an observation when the dataset declares
     /// fields (so schema changes are seen even in quiet intervals) or something was recorded.
     func drain(now: Date) -> WorkloadObservation {
-        let s = state.withLock { s -> State in
+        let (s, curve, workingSet) = state.withLock { s -> (State, [CacheCurvePoint], Int?) in
             let taken = s
-            s = State(start: now)
-            s.random = taken.random
-            return taken
+            let curve = s.caches.takeCounts()
+            s.reset(start: now)
+            return (taken, curve, s.caches.workingSetEstimate)
         }
         var o = WorkloadObservation(dataset: dataset, engine: engine, intervalStart: s.start, intervalEnd: now, model: model)
-        o.trace = s.trace
-        o.trace.every *= sampleEvery
+        o.cacheCurve = curve.contains { $0.lookups > 0 } ? curve : []
+        o.cacheSampleEvery = sampleEvery
+        o.workingSet = workingSet
         o.hotKeys = s.hotKeys
         o.examined = s.examined
         o.queryShapes = s.shapes.keys.sorted().map { s.shapes[$0]! }
@@ -197,17 +211,6 @@ public final class DatasetObserver: Sendable {
     }
 
     var touched: Bool { state.withLock { $0.touched } }
-}
-
-extension DatasetObserver.State {
-    /// Keeps one access in `trace.every`: after a decimation the trace samples at the halved rate, so it stays a
-    /// uniform sample of the whole interval.
-    mutating func appendTrace(_ h: UInt64, write: Bool) {
-        traceSeen &+= 1
-        guard traceSeen % UInt64(trace.every) == 0 else { return }
-        trace.append(h, write: write)
-        if trace.count >= DatasetObserver.traceCap { trace.decimate() }
-    }
 }
 
 /// Converts monotonic instants to wall-clock seconds, so samples of different datasets (and processes) line up.

@@ -98,3 +98,76 @@ public enum LRUSimulation {
         }
     }
 }
+
+/// Simulated hits and lookups of one cache size over an interval.
+public struct CacheCurvePoint: Sendable, Hashable, Codable {
+    /// The real cache size simulated, in entries.
+    public var entries: Int
+    public var lookups: UInt64
+    public var hits: UInt64
+    public init(entries: Int, lookups: UInt64, hits: UInt64) { self.entries = entries; self.lookups = lookups; self.hits = hits }
+}
+
+/// Miniature LRU caches on a spatially sampled key stream (Waldspurger et al., "Efficient MRC construction with
+/// SHARDS", FAST '15, and "Cache modeling and optimization using miniature simulations", ATC '17): only keys whose
+/// hash falls under a threshold (one key in `every`) are simulated, each size `C` by an LRU of `C / every`
+/// entries. Because a sampled key keeps *all* its accesses, reuse distances keep their shape (bursts and
+/// temporal locality included), and the caches stay warm across telemetry intervals.
+///
+/// ```swift
+/// var caches = MiniatureCaches(every: 1, sizes: [100, 1000])
+/// caches.read(KeyTrace.hash("p1")); caches.read(KeyTrace.hash("p1"))
+/// caches.takeCounts()   // [100 entries: 2 lookups, 1 hit; 1000 entries: 2 lookups, 1 hit]
+/// ```
+public struct MiniatureCaches: Sendable {
+    public let every: Int
+    let threshold: UInt64
+    public let sizes: [Int]
+    var lrus: [LRUSimulation.LRU]
+    var lookups: [UInt64]
+    var hits: [UInt64]
+
+    /// The largest simulated cache holds this many sampled entries at most.
+    static let maxSampledEntries = 131_072
+    /// The sizes simulated by default, in entries.
+    public static let ladder = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000]
+
+    public init(every: Int, sizes: [Int] = MiniatureCaches.ladder) {
+        let e = max(1, every)
+        self.every = e
+        threshold = (UInt64(1) << 63) / UInt64(e)
+        let kept = Set(sizes).filter { $0 / e >= 1 && $0 / e <= MiniatureCaches.maxSampledEntries }.sorted()
+        self.sizes = kept
+        lrus = kept.map { LRUSimulation.LRU(capacity: max(1, $0 / e)) }
+        lookups = Array(repeating: 0, count: kept.count)
+        hits = Array(repeating: 0, count: kept.count)
+    }
+
+    /// Whether the key with this hash is in the sample.
+    @inline(__always)
+    public func samples(_ hash: UInt64) -> Bool { hash < threshold }
+
+    public mutating func read(_ hash: UInt64) {
+        for i in lrus.indices {
+            lookups[i] &+= 1
+            if lrus[i].touch(hash) { hits[i] &+= 1 }
+        }
+    }
+
+    /// A write invalidates the key, as the facade and the relay do to a real cache.
+    public mutating func write(_ hash: UInt64) {
+        for i in lrus.indices { lrus[i].remove(hash) }
+    }
+
+    /// The counts since the previous call; the simulated caches keep their contents.
+    public mutating func takeCounts() -> [CacheCurvePoint] {
+        defer { for i in lookups.indices { lookups[i] = 0; hits[i] = 0 } }
+        return sizes.indices.map { CacheCurvePoint(entries: sizes[$0], lookups: lookups[$0], hits: hits[$0]) }
+    }
+
+    /// Distinct keys the sample saw, scaled up, while the largest simulated cache has not evicted (else nil).
+    public var workingSetEstimate: Int? {
+        guard let last = lrus.last, last.count < last.capacity else { return nil }
+        return last.count * every
+    }
+}

@@ -119,8 +119,12 @@ public struct WorkloadObservation: Sendable, Hashable, Codable {
     public var intervalStart: Date
     public var intervalEnd: Date
     public var model: DataModel?
-    /// Sampled key accesses (reads and writes) in order.
-    public var trace = KeyTrace()
+    /// Simulated LRU caches of several sizes on the sampled keys (see ``MiniatureCaches``): lookups and hits.
+    public var cacheCurve: [CacheCurvePoint] = []
+    /// One key in this many is simulated.
+    public var cacheSampleEvery: Int = 1
+    /// Distinct keys read (since their last write), estimated from the sample; nil when more than the largest simulated cache holds.
+    public var workingSet: Int?
     /// Hot keys among the sampled accesses.
     public var hotKeys = SpaceSaving(capacity: 32)
     /// Per operation (`query`, `count`, `select`, ...): rows examined against rows returned.

@@ -103,7 +103,7 @@ public struct Interference: Sendable, Hashable, Codable {
     public var factor: Double { p99AloneMs > 0 ? p99DuringScansMs / p99AloneMs : 0 }
 }
 
-/// Hit rate an LRU of a given entry count reaches on the recorded key trace.
+/// Hit rate an LRU cache of a given entry count reached in simulation on the dataset's sampled keys.
 public struct CacheEstimate: Sendable, Hashable, Codable {
     public var entries: Int
     public var hitRate: Double
@@ -131,20 +131,19 @@ public struct DatasetProfile: Sendable, Hashable, Codable {
     public var hotKeys: [HotKey] = []
     /// Share of sampled accesses that went to the 10 hottest keys (lower bound).
     public var top10Share: Double = 0
+    /// Point reads sampled for hot keys.
     public var sampledAccesses: Int = 0
-    public var distinctSampledKeys: Int = 0
-    /// One sampled access in this many.
+    /// One read (hot keys) and one key (simulated caches) in this many is sampled.
     public var sampleEvery: Int = 1
     public var examined: ExaminedRows?
     public var queryShapes: [QueryShape] = []
     public var size: DatasetSize?
     public var schema: SchemaChurn?
     public var cache: CacheProfile?
-    /// LRU hit-rate estimates on the key trace for growing cache sizes.
+    /// Hit rates of simulated LRU caches of growing sizes on the dataset's key stream (see ``MiniatureCaches``).
     public var cacheEstimates: [CacheEstimate] = []
-    /// Share of the replayed reads that were a key's first in the trace: no simulated size avoids them, so when
-    /// the best estimate plus this share reaches a target, the trace is too short to rule a cache out.
-    public var firstTimeReadShare: Double?
+    /// Distinct keys read (since their last write), estimated from the simulated caches' sample; nil when more than they hold.
+    public var workingSet: Int?
     public var projectionLag: [String: Int64] = [:]
     public var interference: Interference?
     /// Large scans (at least `advisor.largeScan`) this dataset ran.
@@ -158,8 +157,8 @@ public struct DatasetProfile: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case dataset, model, engine, engineKind, from, to, operations, mix, reads, writes, pointReads, sourcePointReads,
-             filteredQueries, vectorQueries, hotKeys, top10Share, sampledAccesses, distinctSampledKeys, sampleEvery, examined,
-             queryShapes, size, schema, cache, cacheEstimates, firstTimeReadShare, projectionLag, interference, largeScans, largeScanP50Ms
+             filteredQueries, vectorQueries, hotKeys, top10Share, sampledAccesses, sampleEvery, examined,
+             queryShapes, size, schema, cache, cacheEstimates, workingSet, projectionLag, interference, largeScans, largeScanP50Ms
     }
 }
 
@@ -183,15 +182,6 @@ public struct WorkloadProfiler: Sendable {
         let records = records.filter { $0.intervalEnd > from && $0.intervalStart <= to }
         let observations = observations.filter { $0.intervalEnd > from && $0.intervalStart <= to }
         return map.datasets.map { profile($0, records: records, observations: observations, from: from, to: to) }
-    }
-
-    /// The key trace of a dataset over the window, oldest first (for cache simulations).
-    public func trace(of dataset: String, observations: [WorkloadObservation]) -> KeyTrace {
-        let mine = observations.filter { $0.dataset == dataset }.sorted { $0.intervalStart < $1.intervalStart }
-        var all: [UInt64] = []
-        for o in mine { all += o.trace.entries }
-        // The most recent accesses are enough to size a cache, and keep the replay fast on long windows.
-        return KeyTrace(every: mine.map(\.trace.every).max() ?? 1, entries: Array(all.suffix(WorkloadProfiler.maxTrace)))
     }
 
     func profile(_ spec: DatasetSpec, records: [TelemetryRecord], observations: [WorkloadObservation], from: Date, to: Date) -> DatasetProfile {
@@ -254,16 +244,14 @@ public struct WorkloadProfiler: Sendable {
         }
         if examined.measured > 0 { p.examined = examined }
         p.queryShapes = shapes.values.sorted { $0.rows.ratio > $1.rows.ratio }
-        let trace = self.trace(of: spec.name, observations: mine)
-        p.sampleEvery = trace.every
-        p.sampledAccesses = trace.count
-        p.distinctSampledKeys = Set(trace.accesses.map(\.key)).count
+        p.sampleEvery = mine.map(\.cacheSampleEvery).max() ?? settings.sampleEvery
+        p.sampledAccesses = Int(sketch.total)
+        p.workingSet = mine.last?.workingSet
         if sketch.total > 0 {
             p.hotKeys = sketch.top(10).map { HotKey(key: $0.key, share: Double($0.count - $0.error) / Double(sketch.total)) }
             p.top10Share = sketch.guaranteedShare(ofTop: 10)
         }
-        p.cacheEstimates = cacheEstimates(trace, rows: p.size?.rows, current: p.cache?.maxEntries)
-        p.firstTimeReadShare = LRUSimulation.firstTimeShare(trace.accesses, warmup: 0.1)
+        p.cacheEstimates = cacheEstimates(mine, reads: p.pointReads?.count)
         p.schema = churn(spec, mine)
 
         // Scans and interference, against every dataset's scans on the same engine.
@@ -278,21 +266,30 @@ public struct WorkloadProfiler: Sendable {
         return p
     }
 
-    /// LRU hit rates on the trace for cache sizes from 100 entries up to the first size that holds every sampled key.
-    func cacheEstimates(_ trace: KeyTrace, rows: Int?, current: Int?) -> [CacheEstimate] {
-        let accesses = trace.accesses
-        guard accesses.contains(where: { !$0.isWrite }) else { return [] }
-        let distinct = Set(accesses.map(\.key)).count
-        var sizes: [Int] = []
-        var s = 100
-        while true {
-            sizes.append(s)
-            if s >= distinct || s >= 10_000_000 { break }
-            s *= 10
+    /// Hit rates of the simulated caches over the window. With one key in `every` simulated, a hot key's luck
+    /// (in or out of the sample) would swing the estimate, so, as SHARDS-adj does, the difference between the
+    /// reads the sample should have seen (telemetry reads / every) and those it saw is counted as hits or removed
+    /// from them.
+    func cacheEstimates(_ mine: [WorkloadObservation], reads: UInt64?) -> [CacheEstimate] {
+        var sums: [Int: (lookups: UInt64, hits: UInt64)] = [:]
+        var every = 1
+        for o in mine {
+            every = max(every, o.cacheSampleEvery)
+            for pt in o.cacheCurve {
+                sums[pt.entries, default: (0, 0)].lookups += pt.lookups
+                sums[pt.entries, default: (0, 0)].hits += pt.hits
+            }
         }
-        if let current, !sizes.contains(current) { sizes.append(current) }
-        if let rows, rows > 0 { sizes = sizes.filter { $0 <= max(rows, 100) } }
-        return LRUSimulation.curve(accesses, capacities: sizes.sorted(), warmup: 0.1).map { CacheEstimate(entries: $0.capacity, hitRate: $0.hitRate) }
+        return sums.keys.sorted().compactMap { entries in
+            let (lookups, hits) = sums[entries]!
+            guard lookups > 0 else { return nil }
+            var rate = Double(hits) / Double(lookups)
+            if every > 1, let reads, reads > 0 {
+                let expected = Double(reads) / Double(every)
+                rate = min(1, max(0, (Double(hits) + expected - Double(lookups)) / expected))
+            }
+            return CacheEstimate(entries: entries, hitRate: rate)
+        }
     }
 
     func churn(_ spec: DatasetSpec, _ mine: [WorkloadObservation]) -> SchemaChurn? {

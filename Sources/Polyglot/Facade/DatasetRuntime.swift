@@ -25,8 +25,9 @@ final class DatasetRuntime: Sendable {
 
     init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, sampleEvery: Int = 8) throws {
         self.spec = spec
+        let cacheEntries = spec.projection(.cache).flatMap { engines[$0.engine]?.spec.options["maxEntries"] }.flatMap { Int($0) }
         observer = telemetry.observer(dataset: spec.name, engine: spec.engine, model: spec.model, sampleEvery: sampleEvery,
-                                      declaredFields: spec.fields.map(\.name))
+                                      declaredFields: spec.fields.map(\.name), cacheSizes: cacheEntries.map { [$0] } ?? [])
         self.engineName = spec.engine
         self.telemetry = telemetry
         let engine = engines[spec.engine]!
@@ -82,6 +83,7 @@ final class DatasetRuntime: Sendable {
     /// Measures a point read and, for one read in `sampleEvery`, records its key and timing for the advisor.
     @inline(__always)
     func sampledRead<R>(_ key: String, _ body: () async throws -> R) async throws -> R {
+        observer.simulateRead(key)
         guard observer.tick() else { return try await body() }
         let start = ContinuousClock.now
         let result = try await body()

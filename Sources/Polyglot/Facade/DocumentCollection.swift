@@ -78,6 +78,7 @@ public struct DocumentCollection: Sendable {
         }
         // One read in `sampleEvery` is recorded for the advisor (a relaxed atomic increment decides).
         let sampled = runtime.observer.tick()
+        runtime.observer.simulateRead(id)
         let start = ContinuousClock.now
         if let doc = try await cache.lookup(id) {
             let ns = Telemetry.nanoseconds(since: start)

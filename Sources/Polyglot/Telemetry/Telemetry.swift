@@ -166,12 +166,12 @@ public final class Telemetry: Sendable {
 
     /// The advisor's sampler for `dataset`, created on first use.
     public func observer(dataset: String, engine: String, model: DataModel? = nil, sampleEvery: Int = 8,
-                         declaredFields: [String] = []) -> DatasetObserver {
+                         declaredFields: [String] = [], cacheSizes: [Int] = []) -> DatasetObserver {
         let key = dataset + "\u{1F}" + engine
         return observers.withLock { map in
             if let o = map[key] { return o }
             let o = DatasetObserver(dataset: dataset, engine: engine, model: model, sampleEvery: sampleEvery,
-                                    declaredFields: declaredFields, clock: observationClock)
+                                    declaredFields: declaredFields, clock: observationClock, cacheSizes: cacheSizes)
             map[key] = o
             return o
         }
