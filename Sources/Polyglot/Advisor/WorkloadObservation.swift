@@ -1,7 +1,8 @@
 import Foundation
 
-/// A sampled sequence of key accesses of one dataset: each entry is a stable 64-bit hash of the key (FNV-1a, the
-/// same in every process) with the top bit set for writes. Kept compact because it is persisted every interval.
+/// A sequence of key accesses: each entry is a stable 64-bit hash of the key (FNV-1a, the same in every process)
+/// with the top bit set for writes; its JSON form packs the hashes as base64. ``hash(_:)`` is also what decides
+/// which keys the advisor's simulated caches sample (``MiniatureCaches``), and ``LRUSimulation`` replays traces.
 public struct KeyTrace: Sendable, Hashable, Codable {
     /// One recorded access in `every` real accesses.
     public var every: Int
@@ -24,14 +25,6 @@ public struct KeyTrace: Sendable, Hashable, Codable {
 
     public var accesses: [(key: UInt64, isWrite: Bool)] {
         entries.map { ($0 & ~KeyTrace.writeBit, $0 & KeyTrace.writeBit != 0) }
-    }
-
-    mutating func append(_ key: UInt64, write: Bool) { entries.append(write ? key | KeyTrace.writeBit : key) }
-
-    /// Halves the trace by keeping every other entry; the trace stays a uniform sample at half the rate.
-    mutating func decimate() {
-        entries = entries.enumerated().compactMap { $0.offset % 2 == 0 ? $0.element : nil }
-        every *= 2
     }
 
     public var count: Int { entries.count }
