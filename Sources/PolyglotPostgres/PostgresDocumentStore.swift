@@ -121,14 +121,21 @@ struct PostgresDocumentStore: DocumentStore {
         q.sql += f.orderBy(query.sort, tiebreak: "id")
         if let limit = query.limit { q.sql += " LIMIT \(q.bind(limit))" }
         if query.offset > 0 { q.sql += " OFFSET \(q.bind(query.offset))" }
-        return try await documents(q)
+        let final = q
+        return try await engine.readExamining(table: table) { c in
+            var out: [Document] = []
+            for try await (id, version, body) in try await c.query(final.query, logger: engine.logger).decode((String, Int64, ByteBuffer).self) {
+                out.append(Document(id: id, version: version, data: Data(body.readableBytesView).jsonbText))
+            }
+            return out
+        }
     }
 
     func count(_ filter: Filter) async throws -> Int {
         var q = PGQuery()
         let whereSQL = try PGFilter(target: .json(column: "body")).translate(filter, into: &q)
         q.sql = "SELECT count(*) FROM \(table) WHERE \(whereSQL)"
-        return try await engine.read { c in
+        return try await engine.readExamining(table: table) { c in
             for try await n in try await c.query(q.query, logger: engine.logger).decode(Int.self) { return n }
             return 0
         }

@@ -197,6 +197,61 @@ public final class PostgresEngine: Engine, EngineFactory {
         }
     }
 
+    /// Runs a read like ``read(_:)``; when the facade measures the rows it examines (``RowsExamined/current`` is
+    /// bound, for one query in `advisor.sampleEvery`), the read runs in a transaction between two reads of
+    /// `pg_stat_xact_user_tables` for `table`: the difference in tuples fetched by sequential and index scans is
+    /// what this statement examined (the counters are per backend and stay unflushed inside a transaction).
+    func readExamining<R: Sendable>(table: String, _ body: (PostgresConnection) async throws -> R) async throws -> R {
+        guard let examined = RowsExamined.current else { return try await read(body) }
+        let inTransaction = currentTransaction != nil
+        return try await read { c in
+            if !inTransaction { try await exec(c, "BEGIN") }
+            do {
+                let before = try await tuplesExamined(c, table: table)
+                let result = try await body(c)
+                let after = try await tuplesExamined(c, table: table)
+                if !inTransaction { try await exec(c, "COMMIT") }
+                examined.add(max(0, after - before))
+                return result
+            } catch {
+                if !inTransaction { await rollback(c) }
+                throw error
+            }
+        }
+    }
+
+    private func tuplesExamined(_ c: PostgresConnection, table: String) async throws -> Int {
+        var q = PGQuery()
+        q.sql = "SELECT (coalesce(sum(seq_tup_read), 0) + coalesce(sum(idx_tup_fetch), 0))::int8 FROM pg_stat_xact_user_tables WHERE relid = to_regclass(\(q.bind(table)))"
+        for try await n in try await c.query(q.query, logger: logger).decode(Int64.self) { return Int(n) }
+        return 0
+    }
+
+    /// Rows (the planner's estimate once the table was analyzed, else a count for tables under 256 MiB), total
+    /// bytes with indexes and TOAST, index bytes, and for vectors their count and dimension.
+    public func size(of dataset: DatasetSpec) async throws -> DatasetSize? {
+        let vectorsTable = dataset.projection(.vectors).flatMap { $0.engine == spec.name ? table(dataset.name + "__vectors") : nil }
+        var q = PGQuery()
+        q.sql = "SELECT c.reltuples::int8, pg_total_relation_size(c.oid)::int8, pg_indexes_size(c.oid)::int8 FROM pg_class c WHERE c.oid = to_regclass(\(q.bind(table(dataset.name))))"
+        let query = q
+        return try await read { c -> DatasetSize? in
+            var size = DatasetSize()
+            for try await (tuples, bytes, indexBytes) in try await c.query(query.query, logger: logger).decode((Int64, Int64, Int64).self) {
+                size.bytes = Int(bytes); size.indexBytes = Int(indexBytes)
+                if tuples >= 0 { size.rows = Int(tuples) }
+            }
+            guard size.bytes != nil else { return nil }
+            func count(_ t: String) async throws -> Int? {
+                for try await n in try await c.query(PGQuery("SELECT count(*)::int8 FROM \(t)").query, logger: logger).decode(Int64.self) { return Int(n) }
+                return nil
+            }
+            if size.rows == nil, (size.bytes ?? 0) < 256 << 20 { size.rows = try await count(table(dataset.name)) }
+            if dataset.model == .vectors { size.vectors = size.rows; size.dimension = dataset.dimension }
+            if let vt = vectorsTable { size.vectors = try await count(vt); size.dimension = dataset.projection(.vectors)?.dimension }
+            return size
+        }
+    }
+
     /// Runs a write atomically: in its own transaction, or in a savepoint of the current transaction (so a failed
     /// write leaves the transaction usable and changes nothing).
     /// `singleStatement`: the body runs one statement, which PostgreSQL makes atomic by itself, so outside a

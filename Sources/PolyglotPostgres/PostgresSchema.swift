@@ -73,6 +73,12 @@ struct PostgresSchema {
                 operation text NOT NULL, count bigint NOT NULL, errors bigint NOT NULL, rows bigint NOT NULL, bytes bigint NOT NULL, histogram text NOT NULL)
             """,
             "CREATE INDEX IF NOT EXISTS \(ix("_polyglot_telemetry_time")) ON \(t("_polyglot_telemetry")) (interval_end)",
+            """
+            CREATE TABLE IF NOT EXISTS \(t("_polyglot_observations")) (
+                interval_start double precision NOT NULL, interval_end double precision NOT NULL, dataset text NOT NULL, engine text NOT NULL,
+                body text NOT NULL)
+            """,
+            "CREATE INDEX IF NOT EXISTS \(ix("_polyglot_observations_time")) ON \(t("_polyglot_observations")) (interval_end)",
         ]
         return s
     }

@@ -183,14 +183,14 @@ struct PostgresTableStore: TableStore {
         }
         q.sql = "SELECT * FROM \(table) WHERE \(whereSQL)" + f.orderBy(sort, tiebreak: PGQuery.ident(pk))
         if let limit { q.sql += " LIMIT \(q.bind(limit))" }
-        return try await engine.read { c in try await engine.fetch(c, q, decode) }
+        return try await engine.readExamining(table: table) { c in try await engine.fetch(c, q, decode) }
     }
 
     func count(_ filter: Filter) async throws -> Int {
         var q = PGQuery()
         let whereSQL = try PGFilter(target: .columns(types)).translate(filter, into: &q)
         q.sql = "SELECT count(*) FROM \(table) WHERE \(whereSQL)"
-        return try await engine.read { c in try await engine.fetch(c, q) { try $0.decode(Int.self) }.first ?? 0 }
+        return try await engine.readExamining(table: table) { c in try await engine.fetch(c, q) { try $0.decode(Int.self) }.first ?? 0 }
     }
 
     func delete(_ filter: Filter) async throws -> Int {
@@ -627,9 +627,36 @@ struct PostgresSQLExecutor: SQLExecutor {
     }
 }
 
-/// Telemetry history in `_polyglot_telemetry`.
+/// Telemetry history in `_polyglot_telemetry`, the advisor's observations in `_polyglot_observations` (JSON).
 struct PostgresTelemetryHistory: TelemetryHistoryStore {
     let engine: PostgresEngine
+
+    func appendObservations(_ observations: [WorkloadObservation]) async throws {
+        guard !observations.isEmpty else { return }
+        let encoder = JSONEncoder()
+        var q = PGQuery()
+        let starts = q.bind(observations.map { $0.intervalStart.timeIntervalSince1970 })
+        let ends = q.bind(observations.map { $0.intervalEnd.timeIntervalSince1970 })
+        let datasets = q.bind(observations.map(\.dataset))
+        let engines = q.bind(observations.map(\.engine))
+        let bodies = q.bind(try observations.map { String(decoding: try encoder.encode($0), as: UTF8.self) })
+        q.sql = """
+        INSERT INTO \(engine.table("_polyglot_observations"))
+        SELECT * FROM unnest(\(starts)::float8[], \(ends)::float8[], \(datasets)::text[], \(engines)::text[], \(bodies)::text[])
+        """
+        let query = q
+        try await engine.write(singleStatement: true) { c in try await engine.execute(c, query) }
+    }
+
+    func observations(since: Date) async throws -> [WorkloadObservation] {
+        var q = PGQuery()
+        q.sql = "SELECT body FROM \(engine.table("_polyglot_observations")) WHERE interval_end >= \(q.bind(since.timeIntervalSince1970)) ORDER BY interval_end"
+        let query = q
+        let bodies = try await engine.read { c in try await engine.fetch(c, query) { try $0.decode(String.self) } }
+        let decoder = JSONDecoder()
+        // An observation this version cannot read (written by a newer one) is skipped, not fatal.
+        return bodies.compactMap { try? decoder.decode(WorkloadObservation.self, from: Data($0.utf8)) }
+    }
 
     func append(_ records: [TelemetryRecord]) async throws {
         guard !records.isEmpty else { return }

@@ -184,6 +184,12 @@ final class SQLiteConnection {
         let stmt = try prepare(sql)
         defer { sqlite_nio_sqlite3_reset(stmt); sqlite_nio_sqlite3_clear_bindings(stmt) }
         try bind(stmt, values, sql)
+        defer {
+            // Rows stepped through by full table scans in this run (read and reset, so each run counts its own):
+            // what the advisor compares with the rows a query returns. Index lookups step no full scan.
+            let scanned = sqlite_nio_sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1)
+            if let examined = RowsExamined.current { examined.add(Int(scanned)) }
+        }
         while true {
             let rc = sqlite_nio_sqlite3_step(stmt)
             if rc == SQLITE_ROW { try row(stmt); continue }

@@ -220,6 +220,26 @@ public final class SQLiteEngine: Engine, EngineFactory {
     public func searchIndex(for d: DatasetSpec) throws -> any SearchIndex { SQLiteSearchIndex(engine: self, spec: d) }
     public func sqlExecutor() throws -> any SQLExecutor { SQLiteSQLExecutor(engine: self) }
     public func telemetryHistory() throws -> any TelemetryHistoryStore { SQLiteTelemetryHistory(engine: self) }
+
+    /// Rows and bytes of a dataset's table (bytes from `dbstat` when SQLite has it), and for vectors their count.
+    public func size(of dataset: DatasetSpec) async throws -> DatasetSize? {
+        let table = SQLFilter.quoteIdentifier(dataset.name)
+        return try read { c in
+            var size = DatasetSize()
+            size.rows = Int(try c.query("SELECT count(*) FROM \(table)").first?.first?.int ?? 0)
+            if let bytes = try? c.query("SELECT sum(pgsize) FROM dbstat WHERE name = ? OR substr(name, 1, ?) = ?", [.text(dataset.name), .integer(Int64(dataset.name.utf8.count + 2)), .text(dataset.name + "__")]).first?.first?.int {
+                size.bytes = Int(bytes)
+            }
+            if dataset.model == .vectors {
+                size.vectors = size.rows
+                size.dimension = dataset.dimension
+            } else if let p = dataset.projection(.vectors), p.engine == spec.name {
+                size.vectors = Int(try c.query("SELECT count(*) FROM \(SQLFilter.quoteIdentifier(dataset.name + "__vectors"))").first?.first?.int ?? 0)
+                size.dimension = p.dimension
+            }
+            return size
+        }
+    }
 }
 
 extension EngineRegistry {

@@ -13,6 +13,9 @@ enum SQLiteSchema {
         operation TEXT NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL, rows INTEGER NOT NULL,
         bytes INTEGER NOT NULL, histogram TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS _polyglot_telemetry_time ON _polyglot_telemetry(interval_end);
+    CREATE TABLE IF NOT EXISTS _polyglot_observations (
+        interval_start REAL NOT NULL, interval_end REAL NOT NULL, dataset TEXT NOT NULL, engine TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS _polyglot_observations_time ON _polyglot_observations(interval_end);
     """
 
     static func q(_ name: String) -> String { SQLFilter.quoteIdentifier(name) }

@@ -507,9 +507,34 @@ struct SQLiteSQLExecutor: SQLExecutor {
     }
 }
 
-/// Telemetry history in `_polyglot_telemetry`.
+/// Telemetry history in `_polyglot_telemetry`, the advisor's observations in `_polyglot_observations` (JSON).
 struct SQLiteTelemetryHistory: TelemetryHistoryStore {
     let engine: SQLiteEngine
+
+    func appendObservations(_ observations: [WorkloadObservation]) async throws {
+        let encoder = JSONEncoder()
+        let rows = try observations.map { o in
+            (o, String(decoding: try encoder.encode(o), as: UTF8.self))
+        }
+        try await engine.write { c in
+            for (o, body) in rows {
+                try c.run("INSERT INTO _polyglot_observations VALUES (?, ?, ?, ?, ?)", [
+                    .real(o.intervalStart.timeIntervalSince1970), .real(o.intervalEnd.timeIntervalSince1970),
+                    .text(o.dataset), .text(o.engine), .text(body),
+                ])
+            }
+        }
+    }
+
+    func observations(since: Date) async throws -> [WorkloadObservation] {
+        let bodies = try engine.read { c in
+            try c.query("SELECT body FROM _polyglot_observations WHERE interval_end >= ? ORDER BY interval_end", [.real(since.timeIntervalSince1970)])
+                .compactMap { $0[0].string }
+        }
+        let decoder = JSONDecoder()
+        // An observation this version cannot read (written by a newer one) is skipped, not fatal.
+        return bodies.compactMap { try? decoder.decode(WorkloadObservation.self, from: Data($0.utf8)) }
+    }
 
     func append(_ records: [TelemetryRecord]) async throws {
         try await engine.write { c in

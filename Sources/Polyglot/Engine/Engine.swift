@@ -31,6 +31,9 @@ public protocol Engine: Sendable {
     func sqlExecutor() throws -> any SQLExecutor
     /// Where telemetry history is kept, if this engine can keep it.
     func telemetryHistory() throws -> any TelemetryHistoryStore
+    /// How much a dataset placed on this engine holds (rows, bytes, vectors, index bytes), for the advisor.
+    /// `nil` when the engine cannot tell cheaply.
+    func size(of dataset: DatasetSpec) async throws -> DatasetSize?
 
     /// Runs `body` in one ACID transaction. Store calls on this engine made inside `body`, from the same task,
     /// join the transaction. A thrown error rolls everything back.
@@ -80,6 +83,7 @@ extension Engine {
         throw PolyglotError(.missingCapability, "Engine '\(spec.name)' (\(spec.kind)) does not run SQL.", fix: "Run SQL on a sqlite or postgres engine.")
     }
     public func telemetryHistory() throws -> any TelemetryHistoryStore { throw missing(.telemetryHistory) }
+    public func size(of dataset: DatasetSpec) async throws -> DatasetSize? { nil }
     public func withTransaction<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R {
         throw missing(.transactions)
     }

@@ -17,7 +17,9 @@ public struct KeyValueCollection: Sendable {
     public func get(_ key: String) async throws -> Data? {
         try runtime.checkKey(key, what: "key")
         let store = self.store
-        return try await runtime.measure("get", { try await store.get(key) }, size: { ($0 == nil ? 0 : 1, $0?.count ?? 0) })
+        return try await runtime.sampledRead(key) {
+            try await runtime.measure("get", { try await store.get(key) }, size: { ($0 == nil ? 0 : 1, $0?.count ?? 0) })
+        }
     }
 
     public func getString(_ key: String) async throws -> String? {
@@ -32,7 +34,9 @@ public struct KeyValueCollection: Sendable {
         try runtime.checkTTL(ttl)
         try runtime.checkWrite()
         let store = self.store, ttl = ttl ?? runtime.spec.ttl
-        return try await runtime.measure("set", { try await store.set(key, value, ttl: ttl) }, size: { _ in (1, value.count) })
+        let token = try await runtime.measure("set", { try await store.set(key, value, ttl: ttl) }, size: { _ in (1, value.count) })
+        runtime.observer.recordWrites([key])
+        return token
     }
 
     @discardableResult
@@ -45,7 +49,9 @@ public struct KeyValueCollection: Sendable {
         try runtime.checkKey(key, what: "key")
         try runtime.checkWrite()
         let store = self.store
-        return try await runtime.measure("delete", { try await store.delete(key) }, size: { ($0 ? 1 : 0, 0) })
+        let deleted = try await runtime.measure("delete", { try await store.delete(key) }, size: { ($0 ? 1 : 0, 0) })
+        runtime.observer.recordWrites([key])
+        return deleted
     }
 
     /// Atomically adds `delta` to an integer value and returns the result; a missing key starts at 0.
@@ -55,15 +61,17 @@ public struct KeyValueCollection: Sendable {
         try runtime.checkTTL(ttl)
         try runtime.checkWrite()
         let store = self.store, ttl = ttl ?? runtime.spec.ttl
-        return try await runtime.measure("increment", { try await store.increment(key, by: delta, ttl: ttl) }, size: { _ in (1, 8) })
+        let value = try await runtime.measure("increment", { try await store.increment(key, by: delta, ttl: ttl) }, size: { _ in (1, 8) })
+        runtime.observer.recordWrites([key])
+        return value
     }
 
     /// Live entries whose key starts with `prefix`, in key order; pass the last key as `after` for the next page.
     public func scan(prefix: String = "", after: String? = nil, limit: Int = 100) async throws -> [KeyValueEntry] {
         try DocumentCollection.checkLimit(limit)
         let store = self.store
-        return try await runtime.measure("scan", { try await store.scan(prefix: prefix, after: after, limit: limit) },
-                                         size: { ($0.count, $0.reduce(0) { $0 + $1.value.count }) })
+        return try await runtime.measureScan("scan", filter: nil, { try await store.scan(prefix: prefix, after: after, limit: limit) },
+                                             returned: { $0.count }, size: { ($0.count, $0.reduce(0) { $0 + $1.value.count }) })
     }
 }
 
@@ -102,8 +110,10 @@ public struct VectorCollection: Sendable {
         }
         try runtime.checkWrite()
         let store = self.store
-        return try await runtime.measure(records.count == 1 ? "upsert" : "upsertMany", { try await store.upsert(records) },
-                                         size: { _ in (records.count, records.count * dimension * 4) })
+        let token = try await runtime.measure(records.count == 1 ? "upsert" : "upsertMany", { try await store.upsert(records) },
+                                              size: { _ in (records.count, records.count * dimension * 4) })
+        runtime.observer.recordWrites(records.map(\.id), position: token.position)
+        return token
     }
 
     @discardableResult
@@ -117,7 +127,9 @@ public struct VectorCollection: Sendable {
     public func get(_ id: String) async throws -> VectorRecord? {
         try runtime.checkKey(id)
         let store = self.store
-        return try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, dimension * 4) })
+        return try await runtime.sampledRead(id) {
+            try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, dimension * 4) })
+        }
     }
 
     /// The `k` nearest vectors, closest first, among those whose metadata matches `filter`.
@@ -188,25 +200,32 @@ public struct TableCollection: Sendable {
         try rows.forEach(checkRow)
         try runtime.checkWrite()
         let store = self.store
-        return try await runtime.measure(rows.count == 1 ? "upsert" : "upsertMany", { try await store.upsert(rows) }, size: { _ in (rows.count, 0) })
+        let token = try await runtime.measure(rows.count == 1 ? "upsert" : "upsertMany", { try await store.upsert(rows) }, size: { _ in (rows.count, 0) })
+        let observer = runtime.observer, pk = runtime.spec.primaryKey ?? ""
+        observer.recordWrites(rows.map { $0[pk].map { $0.stringValue ?? $0.text } ?? "" }, position: token.position)
+        if observer.tickWrite() { observer.recordFieldPaths(.object(rows[rows.count / 2])) }
+        return token
     }
 
     public func get(_ primaryKey: JSON) async throws -> Row? {
         let store = self.store
-        return try await runtime.measure("get", { try await store.get(primaryKey) }, size: { ($0 == nil ? 0 : 1, 0) })
+        return try await runtime.sampledRead(primaryKey.stringValue ?? primaryKey.text) {
+            try await runtime.measure("get", { try await store.get(primaryKey) }, size: { ($0 == nil ? 0 : 1, 0) })
+        }
     }
 
     public func select(_ filter: Filter = .all, sort: [SortKey] = [], limit: Int? = nil) async throws -> [Row] {
         try runtime.checkFilter(filter)
         try runtime.checkFilter(.and(sort.map { .exists($0.path) }))
         let store = self.store
-        return try await runtime.measure("select", { try await store.select(filter, sort: sort, limit: limit) }, size: { ($0.count, 0) })
+        return try await runtime.measureScan("select", filter: sort.isEmpty ? filter : .and([filter] + sort.map { .exists($0.path) }), { try await store.select(filter, sort: sort, limit: limit) },
+                                             returned: { $0.count }, size: { ($0.count, 0) })
     }
 
     public func count(_ filter: Filter = .all) async throws -> Int {
         try runtime.checkFilter(filter)
         let store = self.store
-        return try await runtime.measure("count", { try await store.count(filter) })
+        return try await runtime.measureScan("count", filter: filter, { try await store.count(filter) }, returned: { _ in 1 })
     }
 
     @discardableResult
@@ -319,7 +338,8 @@ public struct TimeSeriesCollection: Sendable {
 
     public func range(_ series: String, from: Date, to: Date, limit: Int? = nil) async throws -> [Sample] {
         let store = self.store
-        return try await runtime.measure("range", { try await store.range(series, from: from, to: to, limit: limit) }, size: { ($0.count, 0) })
+        return try await runtime.measureScan("range", filter: nil, { try await store.range(series, from: from, to: to, limit: limit) },
+                                             returned: { $0.count }, size: { ($0.count, 0) })
     }
 
     public func aggregate(_ series: String, from: Date, to: Date, bucket: Duration) async throws -> [Bucket] {
@@ -327,7 +347,8 @@ public struct TimeSeriesCollection: Sendable {
             throw PolyglotError(.invalidArgument, "Bucket width \(bucket) is too small.", fix: "Use a bucket of at least 1ms, e.g. .seconds(60).")
         }
         let store = self.store
-        return try await runtime.measure("aggregate", { try await store.aggregate(series, from: from, to: to, bucket: bucket) }, size: { ($0.count, 0) })
+        return try await runtime.measureScan("aggregate", filter: nil, { try await store.aggregate(series, from: from, to: to, bucket: bucket) },
+                                             returned: { $0.count }, size: { ($0.count, 0) })
     }
 
     /// Deletes samples older than the dataset's `retention:`; returns how many were deleted.

@@ -21,11 +21,16 @@ final class DatasetRuntime: Sendable {
     let relayState: [String: any KeyValueStore]
     /// What embeds text for the vectors projection (the hashing embedder unless the projection names another).
     let embedder: (any Embedder)?
+    /// The advisor's sampler: key accesses, rows examined, field paths, scan timings.
+    let observer: DatasetObserver
     private let recorders = Mutex<[String: Telemetry.Recorder]>([:])
 
-    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, embedder: (any Embedder)? = nil) throws {
+    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, embedder: (any Embedder)? = nil, sampleEvery: Int = 8) throws {
         self.spec = spec
         self.embedder = embedder
+        let cacheEntries = spec.projection(.cache).flatMap { engines[$0.engine]?.spec.options["maxEntries"] }.flatMap { Int($0) }
+        observer = telemetry.observer(dataset: spec.name, engine: spec.engine, model: spec.model, sampleEvery: sampleEvery,
+                                      declaredFields: spec.fields.map(\.name), cacheSizes: cacheEntries.map { [$0] } ?? [])
         self.engineName = spec.engine
         self.telemetry = telemetry
         let engine = engines[spec.engine]!
@@ -78,6 +83,42 @@ final class DatasetRuntime: Sendable {
     func measure<R>(_ operation: String, engine: String? = nil, _ body: () async throws -> R,
                     size: (R) -> (rows: Int, bytes: Int) = { _ in (0, 0) }) async throws -> R {
         try await recorder(operation, engine: engine).measure(body, size: size)
+    }
+
+    /// Measures a point read and, for one read in `sampleEvery`, records its key and timing for the advisor.
+    @inline(__always)
+    func sampledRead<R>(_ key: String, _ body: () async throws -> R) async throws -> R {
+        observer.simulateRead(key)
+        guard observer.tick() else { return try await body() }
+        let start = ContinuousClock.now
+        let result = try await body()
+        observer.recordRead(key, start: start, nanoseconds: Telemetry.nanoseconds(since: start))
+        return result
+    }
+
+    /// Measures a scan-like operation (query, count, select, aggregate): its timing feeds the advisor's interference
+    /// analysis, and one in `sampleEvery` also has the rows the engine examined measured (see ``RowsExamined``).
+    func measureScan<R>(_ operation: String, filter: Filter?, _ body: () async throws -> R, returned: (R) -> Int,
+                        size: (R) -> (rows: Int, bytes: Int) = { _ in (0, 0) }) async throws -> R {
+        try await Self.measureScan(observer: observer, recorder: recorder(operation), operation, filter: filter, body, returned: returned, size: size)
+    }
+
+    static func measureScan<R>(observer: DatasetObserver, recorder: Telemetry.Recorder, _ operation: String, filter: Filter?,
+                               _ body: () async throws -> R, returned: (R) -> Int,
+                               size: (R) -> (rows: Int, bytes: Int)) async throws -> R {
+        let start = ContinuousClock.now
+        let result: R
+        if observer.tickQuery() {
+            let counter = RowsExamined()
+            result = try await RowsExamined.$current.withValue(counter) { try await recorder.measure(body, size: size) }
+            if counter.wasReported {
+                observer.recordExamined(operation, filter: filter, examined: counter.count, returned: returned(result))
+            }
+        } else {
+            result = try await recorder.measure(body, size: size)
+        }
+        observer.recordScan(operation, start: start, nanoseconds: Telemetry.nanoseconds(since: start), rows: returned(result))
+        return result
     }
 
     /// Inside ``Polyglot/reading(atLeast:maxWait:_:)`` with a token of this dataset's engine, a read of a projection

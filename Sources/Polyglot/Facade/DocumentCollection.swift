@@ -60,6 +60,9 @@ public struct DocumentCollection: Sendable {
             // Invalidate at each id's new version, so no fill of an older version can land afterwards.
             for (doc, version) in zip(documents, versions) { try await cache.invalidate(doc.id, version: version) }
         }
+        let observer = runtime.observer
+        observer.recordWrites(documents.map(\.id), position: versions.max())
+        if observer.tickWrite(), let json = try? JSON(parsing: documents[documents.count / 2].data) { observer.recordFieldPaths(json) }
         return runtime.sourceEngine.consistencyToken(position: versions.max() ?? 0)
     }
 
@@ -69,18 +72,27 @@ public struct DocumentCollection: Sendable {
         // Inside a transaction the source may hold uncommitted writes: read it directly and never fill the cache.
         guard let cache = runtime.cache, TransactionScope.current == nil else {
             let store = self.store
-            return try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
+            return try await runtime.sampledRead(id) {
+                try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
+            }
         }
+        // One read in `sampleEvery` is recorded for the advisor (a relaxed atomic increment decides).
+        let sampled = runtime.observer.tick()
+        runtime.observer.simulateRead(id)
         let start = ContinuousClock.now
         if let doc = try await cache.lookup(id) {
-            cache.hits.record(nanoseconds: Telemetry.nanoseconds(since: start), rows: 1, bytes: doc.data.count)
+            let ns = Telemetry.nanoseconds(since: start)
+            cache.hits.record(nanoseconds: ns, rows: 1, bytes: doc.data.count)
+            if sampled { runtime.observer.recordRead(id, start: start, nanoseconds: ns) }
             return doc
         }
         let store = self.store
         let doc = try await cache.load(id) { [runtime] in
             try await runtime.measure("get", { try await store.get(id) }, size: { ($0 == nil ? 0 : 1, $0?.data.count ?? 0) })
         }
-        cache.misses.record(nanoseconds: Telemetry.nanoseconds(since: start), rows: doc == nil ? 0 : 1, bytes: doc?.data.count ?? 0)
+        let ns = Telemetry.nanoseconds(since: start)
+        cache.misses.record(nanoseconds: ns, rows: doc == nil ? 0 : 1, bytes: doc?.data.count ?? 0)
+        if sampled { runtime.observer.recordRead(id, start: start, nanoseconds: ns) }
         return doc
     }
 
@@ -99,6 +111,7 @@ public struct DocumentCollection: Sendable {
         let store = self.store
         let token = try await runtime.measure("delete", { try await store.delete(id) }, size: { ($0 == nil ? 0 : 1, 0) })
         if let token, let cache = runtime.cache { try await cache.invalidate(id, version: token.position) }
+        if let token { runtime.observer.recordWrites([id], position: token.position) }
         return token
     }
 
@@ -115,13 +128,14 @@ public struct DocumentCollection: Sendable {
         if offset < 0 { throw PolyglotError(.invalidArgument, "offset \(offset) is negative.", fix: "Pass an offset of 0 or more.") }
         let store = self.store
         let q = DocumentQuery(filter: filter, sort: sort, limit: limit, offset: offset, after: after)
-        return try await runtime.measure("query", { try await store.query(q) }, size: { ($0.count, $0.reduce(0) { $0 + $1.data.count }) })
+        return try await runtime.measureScan("query", filter: sort.isEmpty ? filter : .and([filter] + sort.map { .exists($0.path) }), { try await store.query(q) }, returned: { $0.count },
+                                             size: { ($0.count, $0.reduce(0) { $0 + $1.data.count }) })
     }
 
     public func count(_ filter: Filter = .all) async throws -> Int {
         try runtime.checkFilter(filter)
         let store = self.store
-        return try await runtime.measure("count", { try await store.count(filter) }, size: { _ in (1, 0) })
+        return try await runtime.measureScan("count", filter: filter, { try await store.count(filter) }, returned: { _ in 1 }, size: { _ in (1, 0) })
     }
 
     /// Full-text search over the fields of the search projection, best first.

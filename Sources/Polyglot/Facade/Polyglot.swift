@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The entry point: opens every engine of a data map and routes each dataset operation to its engine,
 /// with validation, caching and telemetry.
@@ -29,6 +30,10 @@ public final class Polyglot: Service, Sendable {
     let historyStore: (any TelemetryHistoryStore)?
     /// The embedder of each dataset's vectors projection, by dataset name.
     let embedders: [String: any Embedder]
+    /// When dataset sizes were last measured for the advisor (every ``sizeInterval`` at most).
+    private let lastSizes = Mutex<Date?>(nil)
+    /// How often a telemetry flush also asks the engines how much each dataset holds.
+    public static let sizeInterval: TimeInterval = 600
 
     /// Validates the map, opens its engines and prepares every dataset's schema.
     ///
@@ -90,11 +95,13 @@ public final class Polyglot: Service, Sendable {
             }
             var runtimes: [String: DatasetRuntime] = [:]
             for ds in map.datasets {
-                runtimes[ds.name] = try DatasetRuntime(spec: ds, engines: engines, telemetry: telemetry, embedder: embedders[ds.name])
+                runtimes[ds.name] = try DatasetRuntime(spec: ds, engines: engines, telemetry: telemetry, embedder: embedders[ds.name],
+                                                       sampleEvery: map.advisor.sampleEvery)
             }
             // Analytics projections are read as tables: db.table("<dataset>_analytics").
             for copy in copies where copy.kind == .analytics {
-                runtimes[copy.analyticsSpec.name] = try DatasetRuntime(spec: copy.analyticsSpec, engines: engines, telemetry: telemetry)
+                runtimes[copy.analyticsSpec.name] = try DatasetRuntime(spec: copy.analyticsSpec, engines: engines, telemetry: telemetry,
+                                                                       sampleEvery: map.advisor.sampleEvery)
             }
             self.runtimes = runtimes
             let storeName = map.telemetry.store
@@ -172,8 +179,10 @@ public final class Polyglot: Service, Sendable {
     /// ```
     public func sql(on engineName: String, _ statement: String, _ parameters: [JSON] = []) async throws -> [Row] {
         let executor = try engine(engineName).sqlExecutor()
-        return try await telemetry.recorder(OperationKey(dataset: "sql", engine: engineName, operation: "execute"))
-            .measure({ try await executor.execute(statement, parameters) }, size: { ($0.count, 0) })
+        let observer = telemetry.observer(dataset: "sql", engine: engineName, sampleEvery: map.advisor.sampleEvery)
+        return try await DatasetRuntime.measureScan(observer: observer, recorder: telemetry.recorder(OperationKey(dataset: "sql", engine: engineName, operation: "execute")),
+                                                    "execute", filter: nil, { try await executor.execute(statement, parameters) },
+                                                    returned: { $0.count }, size: { ($0.count, 0) })
     }
 
     /// Runs `body` as one ACID transaction on one engine. Every write that `body` makes to datasets of that
@@ -200,14 +209,65 @@ public final class Polyglot: Service, Sendable {
     }
 
     /// Persists the telemetry recorded since the previous flush into the telemetry store engine.
-    public func flushTelemetry() async throws {
+    ///
+    /// It also persists the advisor's observations of the interval (sampled keys, rows examined, field paths, scan
+    /// timings, see ``WorkloadObservation``), with each dataset's size every ``sizeInterval`` and each relayed
+    /// projection's lag. `now` closes the interval; tests pass it to lay intervals on chosen days.
+    public func flushTelemetry(now: Date = Date()) async throws {
         guard let historyStore else { return }
-        let records = telemetry.drainInterval()
-        guard !records.isEmpty else { return }
-        do { try await historyStore.append(records) } catch {
-            telemetry.restore(records)
-            throw error
+        let records = telemetry.drainInterval(now: now)
+        let measureSizes = lastSizes.withLock { last -> Bool in
+            if let l = last, now.timeIntervalSince(l) < Self.sizeInterval, now >= l { return false }
+            last = now
+            return true
         }
+        var observations = telemetry.drainObservations(now: now, always: measureSizes ? Set(map.datasets.map(\.name)) : [])
+        if measureSizes {
+            for i in observations.indices {
+                guard let spec = map.dataset(named: observations[i].dataset), spec.engine == observations[i].engine,
+                      let engine = engines[spec.engine] else { continue }
+                do { observations[i].size = try await engine.size(of: spec) } catch {
+                    logger.debug("dataset size unavailable", metadata: ["dataset": "\(spec.name)", "error": "\(error)"])
+                }
+            }
+        }
+        for copy in RelayedCopy.all(in: map) {
+            guard let i = observations.firstIndex(where: { $0.dataset == copy.dataset.name && $0.engine == copy.dataset.engine }),
+                  let runtime = runtimes[copy.dataset.name], runtime.observer.lastWritePosition > 0,
+                  let state = try? engines[copy.stateEngine]?.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine)),
+                  let checkpoint = try? await RelayCheckpoint.load(copy, from: state) else { continue }
+            observations[i].projectionLag[copy.name] = max(0, runtime.observer.lastWritePosition - checkpoint.position)
+        }
+        if !records.isEmpty {
+            do { try await historyStore.append(records) } catch {
+                telemetry.restore(records)
+                throw error
+            }
+        }
+        if !observations.isEmpty {
+            do { try await historyStore.appendObservations(observations) } catch {
+                logger.warning("advisor observations not persisted", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// The advisor's observations persisted by this and earlier processes (see ``WorkloadObservation``).
+    public func observationHistory(since: Date = .distantPast) async throws -> [WorkloadObservation] {
+        guard let historyStore else {
+            throw PolyglotError(.missingCapability, "No engine of this data map keeps telemetry history.",
+                                fix: "Add a sqlite engine, or set `telemetry.store:` to one.")
+        }
+        return try await historyStore.observations(since: since)
+    }
+
+    /// Persists observations measured elsewhere (another process, an import) into the telemetry store, where the
+    /// advisor reads them like its own. Tests use it for volumes a machine cannot hold.
+    public func recordObservations(_ observations: [WorkloadObservation]) async throws {
+        guard let historyStore else {
+            throw PolyglotError(.missingCapability, "No engine of this data map keeps telemetry history.",
+                                fix: "Add a sqlite engine, or set `telemetry.store:` to one.")
+        }
+        try await historyStore.appendObservations(observations)
     }
 
     /// Telemetry history persisted by this and earlier processes.

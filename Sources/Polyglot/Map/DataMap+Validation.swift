@@ -135,6 +135,7 @@ extension DataMap {
         if telemetry.flushInterval <= .zero {
             problem("`telemetry.flushInterval` must be positive.", fix: "Use e.g. 60s.")
         }
+        problems += advisor.problems()
         guard !problems.isEmpty else { return }
         if problems.count == 1 { throw problems[0] }
         let code = problems.allSatisfy { $0.code == problems[0].code } ? problems[0].code : .invalidDataMap

@@ -42,7 +42,7 @@ extension DataMap {
                                 fix: "Start from the example that `polyglot quickstart` writes.")
         }
         let reader = YAMLReader()
-        try reader.allowOnly(["engines", "datasets", "telemetry", "embedders"], in: top, at: "the data map")
+        try reader.allowOnly(["engines", "datasets", "telemetry", "embedders", "advisor"], in: top, at: "the data map")
         var engines: [EngineSpec] = []
         if let node = top["engines"] {
             for (name, body) in try reader.namedEntries(node, at: "engines") {
@@ -68,7 +68,8 @@ extension DataMap {
             if let v = m["flushInterval"] { telemetry.flushInterval = try reader.duration(v, at: "telemetry.flushInterval") }
             if let v = m["store"] { telemetry.store = try reader.string(v, at: "telemetry.store") }
         }
-        self.init(engines: engines, datasets: datasets, telemetry: telemetry, embedders: embedders)
+        let advisor = try top["advisor"].map { try reader.advisor($0) } ?? AdvisorSettings()
+        self.init(engines: engines, datasets: datasets, telemetry: telemetry, embedders: embedders, advisor: advisor)
     }
 
     /// Parses a duration such as `500ms`, `30s`, `5m`, `2h` or `7d`; a bare number means seconds.

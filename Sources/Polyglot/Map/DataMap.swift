@@ -254,9 +254,12 @@ public struct DataMap: Sendable, Hashable, Codable {
     public var telemetry: TelemetrySpec
     /// Embedders the vectors projections name (see ``EmbedderSpec``).
     public var embedders: [EmbedderSpec]
+    /// The advisor's thresholds (`advisor:` in YAML); the defaults are the decision framework's.
+    public var advisor: AdvisorSettings
 
-    public init(engines: [EngineSpec], datasets: [DatasetSpec], telemetry: TelemetrySpec = TelemetrySpec(), embedders: [EmbedderSpec] = []) {
-        self.engines = engines; self.datasets = datasets; self.telemetry = telemetry; self.embedders = embedders
+    public init(engines: [EngineSpec], datasets: [DatasetSpec], telemetry: TelemetrySpec = TelemetrySpec(),
+                embedders: [EmbedderSpec] = [], advisor: AdvisorSettings = AdvisorSettings()) {
+        self.engines = engines; self.datasets = datasets; self.telemetry = telemetry; self.embedders = embedders; self.advisor = advisor
     }
 
     public func engine(named name: String) -> EngineSpec? { engines.first { $0.name == name } }

@@ -94,6 +94,16 @@ public struct TelemetryRecord: Sendable, Hashable {
 public protocol TelemetryHistoryStore: Sendable {
     func append(_ records: [TelemetryRecord]) async throws
     func records(since: Date) async throws -> [TelemetryRecord]
+    /// Persists the advisor's per-dataset observations of an interval (see ``WorkloadObservation``).
+    func appendObservations(_ observations: [WorkloadObservation]) async throws
+    /// Observations whose interval ended at or after `since`, oldest first.
+    func observations(since: Date) async throws -> [WorkloadObservation]
+}
+
+extension TelemetryHistoryStore {
+    /// A store that keeps no observations: the advisor then works from operation counts and latencies alone.
+    public func appendObservations(_ observations: [WorkloadObservation]) async throws {}
+    public func observations(since: Date) async throws -> [WorkloadObservation] { [] }
 }
 
 /// Records every store call per dataset × engine × operation: count, errors, latency, rows and bytes.
@@ -149,8 +159,36 @@ public final class Telemetry: Sendable {
     private let streams = Mutex<[OperationKey: Recorder]>([:])
     private let cacheSources = Mutex<[String: @Sendable () -> CacheStats]>([:])
     private let lastFlush = Mutex(Date())
+    private let observers = Mutex<[String: DatasetObserver]>([:])
+    let observationClock = ObservationClock()
 
     public init() {}
+
+    /// The advisor's sampler for `dataset`, created on first use.
+    public func observer(dataset: String, engine: String, model: DataModel? = nil, sampleEvery: Int = 8,
+                         declaredFields: [String] = [], cacheSizes: [Int] = []) -> DatasetObserver {
+        let key = dataset + "\u{1F}" + engine
+        return observers.withLock { map in
+            if let o = map[key] { return o }
+            let o = DatasetObserver(dataset: dataset, engine: engine, model: model, sampleEvery: sampleEvery,
+                                    declaredFields: declaredFields, clock: observationClock, cacheSizes: cacheSizes)
+            map[key] = o
+            return o
+        }
+    }
+
+    /// Every dataset sampler of this process.
+    public var datasetObservers: [DatasetObserver] { observers.withLock { Array($0.values) }.sorted { $0.dataset < $1.dataset } }
+
+    /// Takes the observations recorded since the previous call: one per dataset that recorded anything, plus one
+    /// for each dataset named in `always` (so quiet datasets still report their declared schema and size).
+    public func drainObservations(now: Date = Date(), always: Set<String> = []) -> [WorkloadObservation] {
+        datasetObservers.compactMap { o in
+            let touched = o.touched
+            let observation = o.drain(now: now)
+            return touched || always.contains(o.dataset) ? observation : nil
+        }
+    }
 
     /// The recorder for `key`, created on first use.
     public func recorder(_ key: OperationKey) -> Recorder {
