@@ -59,10 +59,15 @@ struct TwoProcesses {
             }
             #expect(results.count == 100 && results.allSatisfy { $0 == .number(Double(round)) }, "every reader gets the document")
             #expect(p.sourceLoads - before == 1, "100 concurrent misses from two instances loaded the source \(p.sourceLoads - before) times")
+            // How many of the 100 found the entry already filled depends on timing; a read after the burst must hit.
+            for db in [p.a, p.b] {
+                let hits = db.telemetry.snapshot().caches["cache"]?.hits ?? 0
+                #expect(try await db.documents("items").get(id)?.json()["v"] == .number(Double(round)))
+                #expect(db.telemetry.snapshot().caches["cache"]?.hits == hits + 1)
+            }
         }
         let sa = p.a.telemetry.snapshot().caches["cache"], sb = p.b.telemetry.snapshot().caches["cache"]
         #expect((sa?.fills ?? 0) + (sb?.fills ?? 0) == 3)
-        #expect((sa?.hits ?? 0) + (sb?.hits ?? 0) >= 297)
     }
 
     @Test func writesInOneInstanceInvalidateTheOther() async throws {
