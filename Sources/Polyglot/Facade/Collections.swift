@@ -183,14 +183,8 @@ public struct TableCollection: Sendable {
     /// Full-text search over a captured table's search projection (`capture: true`; the relay copies its rows,
     /// by whoever they are written, to the projection's engine). Hits are primary keys, best first.
     public func search(_ text: String, filter: Filter = .all, limit: Int = 10) async throws -> [SearchHit] {
-        guard let index = runtime.search, let p = runtime.spec.projection(.search) else {
-            throw PolyglotError(.missingCapability, "Table '\(name)' has no search projection.",
-                                fix: "Set `capture: true` on it and add `- { kind: search, engine: <another engine>, fields: [...] }` under its `projections:`.")
-        }
-        try runtime.checkFilter(filter)
-        try DocumentCollection.checkLimit(limit)
-        try await runtime.awaitProjection(p)
-        return try await runtime.measure("search", engine: p.engine, { try await index.search(text, filter: filter, limit: limit) }, size: { ($0.count, 0) })
+        try await runtime.search(text, filter: filter, limit: limit,
+                                 missing: "Set `capture: true` on it and add `- { kind: search, engine: <another engine>, fields: [...] }` under its `projections:`.")
     }
 
     /// Inserts rows, or replaces rows with the same primary key, in one local transaction.

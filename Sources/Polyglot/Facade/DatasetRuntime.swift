@@ -121,6 +121,17 @@ final class DatasetRuntime: Sendable {
         return result
     }
 
+    /// Full-text search over the search projection, best first; `missing` says how to add one.
+    func search(_ text: String, filter: Filter, limit: Int, missing: String) async throws -> [SearchHit] {
+        guard let index = search, let p = spec.projection(.search) else {
+            throw PolyglotError(.missingCapability, "Dataset '\(spec.name)' has no search projection.", fix: missing)
+        }
+        try checkFilter(filter)
+        try DocumentCollection.checkLimit(limit)
+        try await awaitProjection(p)
+        return try await measure("search", engine: p.engine, { try await index.search(text, filter: filter, limit: limit) }, size: { ($0.count, 0) })
+    }
+
     /// Inside ``Polyglot/reading(atLeast:maxWait:_:)`` with a token of this dataset's engine, a read of a projection
     /// the relay keeps on another engine waits until the relay has applied the token's write, for at most
     /// ``ReadConsistency/maxWait``; past that it throws `.stale`, saying how far behind the projection is.

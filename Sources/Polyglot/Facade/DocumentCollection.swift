@@ -140,15 +140,8 @@ public struct DocumentCollection: Sendable {
 
     /// Full-text search over the fields of the search projection, best first.
     public func search(_ text: String, filter: Filter = .all, limit: Int = 10) async throws -> [SearchHit] {
-        guard let index = runtime.search, let p = runtime.spec.projection(.search) else {
-            throw PolyglotError(.missingCapability, "Dataset '\(name)' has no search projection.",
-                                fix: "Add `- { kind: search, engine: \(runtime.engineName), fields: [...] }` under its `projections:`.")
-        }
-        try runtime.checkFilter(filter)
-        try Self.checkLimit(limit)
-        try await runtime.awaitProjection(p)
-        return try await runtime.measure("search", engine: p.engine, { try await index.search(text, filter: filter, limit: limit) },
-                                         size: { ($0.count, 0) })
+        try await runtime.search(text, filter: filter, limit: limit,
+                                 missing: "Add `- { kind: search, engine: \(runtime.engineName), fields: [...] }` under its `projections:`.")
     }
 
     /// The `k` documents whose embeddings are nearest to `vector`, optionally among those matching `filter`.
