@@ -86,12 +86,59 @@ enum RESPEncoding {
         buffer.writeString(String(v))
     }
 
-    /// `$N\r\n`, the argument's bytes, `\r\n`.
+    /// Writes `type`, the decimal `n` (not negative) and CRLF at `p`; returns how many bytes that took (at most 22).
     @inline(__always)
-    static func writeArgument(_ a: any RedisArgument, length: Int, into buffer: inout ByteBuffer) {
-        writeHeader(UInt8(ascii: "$"), length, into: &buffer)
-        a.writeRedisArgument(into: &buffer)
-        buffer.writeInteger(UInt16(0x0D0A))
+    static func putHeader(_ type: UInt8, _ n: Int, at p: UnsafeMutableRawPointer) -> Int {
+        p.storeBytes(of: type, as: UInt8.self)
+        var digits = 1
+        var x = n
+        while x >= 10 { x /= 10; digits += 1 }
+        x = n
+        var i = digits
+        while i > 0 {
+            p.storeBytes(of: UInt8(48 + x % 10), toByteOffset: i, as: UInt8.self)
+            x /= 10
+            i -= 1
+        }
+        p.storeBytes(of: 13, toByteOffset: digits + 1, as: UInt8.self)
+        p.storeBytes(of: 10, toByteOffset: digits + 2, as: UInt8.self)
+        return digits + 3
+    }
+
+    /// Writes a command's framing up to its first argument's bytes, in one write: `*count`, the name as a bulk
+    /// string, then `$firstLength` (when `firstLength` is not nil).
+    @inline(__always)
+    static func writeCommandStart(count: Int, name: String, firstLength: Int?, into buffer: inout ByteBuffer) {
+        var name = name
+        name.withUTF8 { n in
+            _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 3 * 22 + n.count) { out in
+                let p = out.baseAddress!
+                var i = putHeader(UInt8(ascii: "*"), count, at: p)
+                i += putHeader(UInt8(ascii: "$"), n.count, at: p + i)
+                if let base = n.baseAddress { (p + i).copyMemory(from: base, byteCount: n.count) }
+                i += n.count
+                (p + i).storeBytes(of: 13, as: UInt8.self)
+                (p + i + 1).storeBytes(of: 10, as: UInt8.self)
+                i += 2
+                if let firstLength { i += putHeader(UInt8(ascii: "$"), firstLength, at: p + i) }
+                return i
+            }
+        }
+    }
+
+    /// Writes CRLF (ending the previous argument) and, when `nextLength` is not nil, `$nextLength` CRLF.
+    @inline(__always)
+    static func writeArgumentEnd(nextLength: Int?, into buffer: inout ByteBuffer) {
+        guard let nextLength else {
+            buffer.writeInteger(UInt16(0x0D0A))
+            return
+        }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 24) { out in
+            let p = out.baseAddress!
+            p.storeBytes(of: 13, as: UInt8.self)
+            p.storeBytes(of: 10, toByteOffset: 1, as: UInt8.self)
+            return 2 + putHeader(UInt8(ascii: "$"), nextLength, at: p + 2)
+        }
     }
 
     /// `*N\r\n` or `$N\r\n`; one write for the common small lengths.
@@ -286,29 +333,23 @@ public struct RedisCommand: Sendable {
     /// Appends the command's RESP bytes to `buffer`.
     @inline(__always)
     func write(into buffer: inout ByteBuffer) {
+        // Framing is written with raw stores (one capacity check each), the arguments by their own writers.
         switch storage {
         case .none:
-            RESPEncoding.writeHeader(UInt8(ascii: "*"), 1, into: &buffer)
-            writeName(into: &buffer)
+            RESPEncoding.writeCommandStart(count: 1, name: name, firstLength: nil, into: &buffer)
         case .one(let a, let n):
-            RESPEncoding.writeHeader(UInt8(ascii: "*"), 2, into: &buffer)
-            writeName(into: &buffer)
-            RESPEncoding.writeArgument(a, length: n, into: &buffer)
+            RESPEncoding.writeCommandStart(count: 2, name: name, firstLength: n, into: &buffer)
+            a.writeRedisArgument(into: &buffer)
+            RESPEncoding.writeArgumentEnd(nextLength: nil, into: &buffer)
         case .two(let a, let n, let b, let m):
-            RESPEncoding.writeHeader(UInt8(ascii: "*"), 3, into: &buffer)
-            writeName(into: &buffer)
-            RESPEncoding.writeArgument(a, length: n, into: &buffer)
-            RESPEncoding.writeArgument(b, length: m, into: &buffer)
+            RESPEncoding.writeCommandStart(count: 3, name: name, firstLength: n, into: &buffer)
+            a.writeRedisArgument(into: &buffer)
+            RESPEncoding.writeArgumentEnd(nextLength: m, into: &buffer)
+            b.writeRedisArgument(into: &buffer)
+            RESPEncoding.writeArgumentEnd(nextLength: nil, into: &buffer)
         case .encoded(let e):
             buffer.writeImmutableBuffer(e.bytes)
         }
-    }
-
-    @inline(__always)
-    private func writeName(into buffer: inout ByteBuffer) {
-        RESPEncoding.writeHeader(UInt8(ascii: "$"), name.utf8.count, into: &buffer)
-        buffer.writeString(name)
-        buffer.writeInteger(UInt16(0x0D0A))
     }
 
     /// The encoded bytes of this command (a RESP array of bulk strings).

@@ -178,7 +178,8 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
 
     // MARK: Sending
 
-    private func checkSize(_ command: RedisCommand) throws(RedisError) {
+    @inline(__always)
+    private func checkSize(_ command: borrowing RedisCommand) throws(RedisError) {
         if command.largestArgument > maxValueBytes {
             throw RedisError(.valueTooLarge,
                              "\(command.name): an argument of \(command.largestArgument) bytes is over the limit of \(maxValueBytes) bytes; nothing was sent.",
@@ -201,7 +202,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         try checkSize(command)
         do {
             return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<RESPValue, any Error>) in
-                submit(CollectionOfOne(command), reply: .single(c))
+                submit(command, reply: .single(c))
             }
         } catch {
             throw asRedisError(error)
@@ -213,7 +214,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// back to back on this connection; wrap them in `MULTI`/`EXEC` for atomicity.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        for c in commands { try checkSize(c) }
+        for i in commands.indices { try checkSize(commands[i]) }
         do {
             return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<[RESPValue], any Error>) in
                 submit(commands, reply: .batch(c, count: commands.count))
@@ -230,15 +231,27 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// Writes a command whose replies are not matched to it (pub/sub commands: their confirmations arrive as messages).
     func sendWithoutReply(_ command: RedisCommand) throws(RedisError) {
         try checkSize(command)
-        submit(CollectionOfOne(command), reply: nil)
+        submit(command, reply: nil)
     }
 
     /// Encodes the commands into the outgoing buffer and, for the first commands since the last write, schedules
     /// one write on the event loop (which also registers the reply, before the bytes go out).
-    @inline(__always)
-    private func submit<C: Collection<RedisCommand>>(_ commands: C, reply: RedisPendingReply?) {
+    private func submit(_ commands: [RedisCommand], reply: RedisPendingReply?) {
         let schedule = outbox.state.withLock { o -> Bool in
-            for c in commands { o.append(c, allocator: allocator) }
+            commands.withUnsafeBufferPointer { p in
+                for i in p.indices { o.append(p[i], allocator: allocator) }
+            }
+            if let reply { o.replies.append(reply) }
+            if o.flushScheduled { return false }
+            o.flushScheduled = true
+            return true
+        }
+        if schedule { eventLoop.execute(flushTask) }
+    }
+
+    private func submit(_ command: RedisCommand, reply: RedisPendingReply?) {
+        let schedule = outbox.state.withLock { o -> Bool in
+            o.append(command, allocator: allocator)
             if let reply { o.replies.append(reply) }
             if o.flushScheduled { return false }
             o.flushScheduled = true

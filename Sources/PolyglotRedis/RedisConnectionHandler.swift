@@ -30,7 +30,7 @@ final class RedisOutbox: Sendable {
         var spare: ByteBuffer?
 
         @inline(__always)
-        mutating func append(_ command: RedisCommand, allocator: ByteBufferAllocator) {
+        mutating func append(_ command: borrowing RedisCommand, allocator: ByteBufferAllocator) {
             let size = command.encodedLengthEstimate
             if size < RedisConnection.coalesceLimit {
                 if buffers.isEmpty || buffers[buffers.count - 1].readableBytes >= RedisConnection.coalesceLimit * 4 || !lastIsOurs {
