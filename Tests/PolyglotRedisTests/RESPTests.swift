@@ -99,6 +99,22 @@ import Testing
         #expect(RedisCommand("PING").key == nil)
     }
 
+    @Test func encodesShortCommandsKeptUnencoded() {
+        // Commands of up to two arguments are encoded when sent; their bytes must be the same RESP.
+        #expect(String(buffer: RedisCommand("PING").encoded) == "*1\r\n$4\r\nPING\r\n")
+        #expect(String(buffer: RedisCommand("GET", "k").encoded) == "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+        let long = String(repeating: "v", count: 1234)
+        #expect(String(buffer: RedisCommand("SET", "key:12345678", long).encoded)
+                == "*3\r\n$3\r\nSET\r\n$12\r\nkey:12345678\r\n$1234\r\n\(long)\r\n")
+        #expect(String(buffer: RedisCommand("GET", [0, 13, 10] as [UInt8]).encoded) == "*2\r\n$3\r\nGET\r\n$3\r\n\0\r\n\r\n")
+        #expect(String(buffer: RedisCommand("INCRBY", "n", 42).encoded) == "*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n$2\r\n42\r\n")
+        #expect(String(buffer: RedisCommand("CLIENTNAMEX", "").encoded) == "*2\r\n$11\r\nCLIENTNAMEX\r\n$0\r\n\r\n")
+        #expect(RedisCommand("GET", "user:{42}").key == Array("user:{42}".utf8))
+        #expect(RedisCommand("PING", "hello").key == nil)
+        #expect(RedisCommand("EVALSHA", "abc", 0).key == nil)
+        #expect(RedisCommand("SET", "k", "v").argumentCount == 3)
+    }
+
     @Test func sha1MatchesKnownDigests() {
         #expect(SHA1.hex([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
         #expect(SHA1.hex(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
