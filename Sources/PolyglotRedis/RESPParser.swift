@@ -46,7 +46,7 @@ public struct RESPParser: Sendable {
     /// Parses every complete value at the front of `buffer`, in order, handing each to `body`, and consumes their
     /// bytes; an incomplete value at the end stays in the buffer. `body` returns false to stop after a value.
     /// (One pass over the bytes for a whole read, where ``next(_:)`` starts over for each value.)
-    public func parseAll(_ buffer: inout ByteBuffer, _ body: (RESPValue) -> Bool) throws(RedisError) {
+    func parseAll(_ buffer: inout ByteBuffer, _ body: (RESPValue) -> Bool) throws(RedisError) {
         guard buffer.readableBytes > 0 else { return }
         let view = buffer
         let base = view.readerIndex

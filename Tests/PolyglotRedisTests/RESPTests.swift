@@ -69,6 +69,34 @@ import Testing
         }
     }
 
+    /// The connection's one-pass parse of a read (`parseAll`) gives the same values at every split point, keeps a
+    /// partial value's bytes, and stops where its callback says.
+    @Test func onePassParseAtEverySplit() throws {
+        let text = "*3\r\n$3\r\nfoo\r\n%1\r\n+k\r\n$-1\r\n:12\r\n+OK\r\n$4\r\nab\r\n\r\n"
+        let expected = try parseAll(text)
+        let bytes = Array(text.utf8)
+        let parser = RESPParser()
+        for split in 0...bytes.count {
+            var buffer = ByteBuffer()
+            var got: [RESPValue] = []
+            buffer.writeBytes(bytes[..<split])
+            try parser.parseAll(&buffer) { got.append($0); return true }
+            buffer.writeBytes(bytes[split...])
+            try parser.parseAll(&buffer) { got.append($0); return true }
+            #expect(got == expected, "split at \(split)")
+            #expect(buffer.readableBytes == 0)
+        }
+        var buffer = ByteBuffer(string: text)
+        var first: [RESPValue] = []
+        try parser.parseAll(&buffer) { first.append($0); return false }
+        #expect(first == [expected[0]])
+        #expect(try parser.next(&buffer) == expected[1])
+        var bad = ByteBuffer(string: ":1\r\n:x\r\n")
+        var before: [RESPValue] = []
+        #expect(throws: RedisError.self) { try parser.parseAll(&bad) { before.append($0); return true } }
+        #expect(before == [.integer(1)])
+    }
+
     @Test func malformedInputIsAProtocolError() {
         for bad in ["?x\r\n", ":12a\r\n", "$3\r\nabcd\r\n", "#x\r\n", "$-5\r\n", "*?\r\n"] {
             var buffer = ByteBuffer(string: bad)
