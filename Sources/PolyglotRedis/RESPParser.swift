@@ -43,6 +43,31 @@ public struct RESPParser: Sendable {
         }
     }
 
+    /// Parses every complete value at the front of `buffer`, in order, handing each to `body`, and consumes their
+    /// bytes; an incomplete value at the end stays in the buffer. `body` returns false to stop after a value.
+    /// (One pass over the bytes for a whole read, where ``next(_:)`` starts over for each value.)
+    func parseAll(_ buffer: inout ByteBuffer, _ body: (RESPValue) -> Bool) throws(RedisError) {
+        guard buffer.readableBytes > 0 else { return }
+        let view = buffer
+        let base = view.readerIndex
+        var consumed = 0
+        var failure: RedisError?
+        view.withUnsafeReadableBytes { bytes in
+            var cursor = Cursor(bytes: bytes, view: view, base: base, parser: self)
+            do throws(RedisError) {
+                while cursor.index < bytes.count {
+                    guard let value = try cursor.value(depth: 0) else { break }
+                    consumed = cursor.index
+                    if !body(value) { break }
+                }
+            } catch {
+                failure = error
+            }
+        }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        if let failure { throw failure }
+    }
+
     struct Cursor {
         let bytes: UnsafeRawBufferPointer
         let view: ByteBuffer

@@ -261,11 +261,9 @@ public final class RedisClusterClient: Sendable, RedisCommandRunner {
     }
 
     private func slot(of command: RedisCommand) -> Int? {
-        guard let r = command.keyRange else { return nil }
-        return command.bytes.withUnsafeReadableBytes { raw in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            let key = UnsafeBufferPointer(rebasing: bytes[(r.lowerBound - command.bytes.readerIndex)..<(r.upperBound - command.bytes.readerIndex)])
-            return Int(RedisClusterSlots.crc16(RedisClusterSlots.hashPart(key)) & 0x3FFF)
+        guard let key = command.routingKey else { return nil }
+        return key.withUnsafeReadableBytes { raw in
+            Int(RedisClusterSlots.crc16(RedisClusterSlots.hashPart(raw.bindMemory(to: UInt8.self))) & 0x3FFF)
         }
     }
 

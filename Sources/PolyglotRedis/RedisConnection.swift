@@ -17,23 +17,26 @@ import Synchronization
 /// }
 /// ```
 public final class RedisConnection: Sendable, RedisCommandRunner {
-    struct Outbox: ~Copyable {
-        var buffers: [ByteBuffer] = []
-        var replies: [RedisPendingReply] = []
-        var flushScheduled = false
-    }
-
     let channel: any Channel
+    let eventLoop: any EventLoop
     let handler: NIOLoopBound<RedisConnectionHandler>
-    let outbox = Mutex(Outbox())
+    /// Commands encoded but not yet written, and their replies; the handler takes them on the event loop.
+    let outbox: RedisOutbox
+    /// `handler.value.flush()`, made once (scheduling it allocates nothing).
+    let flushTask: @Sendable () -> Void
+    let allocator: ByteBufferAllocator
     public let address: String
     let maxValueBytes: Int
-    /// Commands smaller than this are copied into one buffer per flush; larger ones are written as they are.
+    /// Commands smaller than this are encoded into one buffer per flush; larger ones are written as they are.
     static let coalesceLimit = 16 * 1024
 
-    init(channel: any Channel, handler: NIOLoopBound<RedisConnectionHandler>, address: String, maxValueBytes: Int) {
+    init(channel: any Channel, handler: NIOLoopBound<RedisConnectionHandler>, outbox: RedisOutbox, address: String, maxValueBytes: Int) {
         self.channel = channel
+        self.eventLoop = channel.eventLoop
         self.handler = handler
+        self.outbox = outbox
+        self.flushTask = { handler.value.flush() }
+        self.allocator = channel.allocator
         self.address = address
         self.maxValueBytes = maxValueBytes
     }
@@ -55,7 +58,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         let serverName = configuration.tls?.serverName ?? (isIPAddress(configuration.host) ? nil : configuration.host)
         // The handler is made in the channel initializer and handed out through this promise (looking it up
         // after connecting races with a TLS handshake that fails and tears the pipeline down).
-        let handlerPromise = loop.makePromise(of: NIOLoopBound<RedisConnectionHandler>.self)
+        let handlerPromise = loop.makePromise(of: HandlerAndOutbox.self)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -64,9 +67,10 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                     }
-                    let handler = RedisConnectionHandler(address: address, commandTimeout: timeout)
+                    let outbox = RedisOutbox()
+                    let handler = RedisConnectionHandler(address: address, commandTimeout: timeout, outbox: outbox)
                     try channel.pipeline.syncOperations.addHandler(handler)
-                    handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                    handlerPromise.succeed(HandlerAndOutbox(handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), outbox: outbox))
                 }
             }
         let channel: any Channel
@@ -81,14 +85,15 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
                              fix: "Check that redis-server runs there (redis-cli -h \(configuration.host) -p \(configuration.port) ping) and the address is right.",
                              retryable: true)
         }
-        let handler: NIOLoopBound<RedisConnectionHandler>
+        let handler: HandlerAndOutbox
         do {
             handler = try await handlerPromise.futureResult.get()
         } catch {
             channel.close(promise: nil)
             throw RedisError.closed(address, while: "during set-up")
         }
-        let connection = RedisConnection(channel: channel, handler: handler, address: address, maxValueBytes: configuration.maxValueBytes)
+        let connection = RedisConnection(channel: channel, handler: handler.handler, outbox: handler.outbox, address: address,
+                                         maxValueBytes: configuration.maxValueBytes)
         do {
             try await connection.handshake(configuration)
         } catch {
@@ -96,6 +101,11 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
             throw error
         }
         return connection
+    }
+
+    struct HandlerAndOutbox: Sendable {
+        var handler: NIOLoopBound<RedisConnectionHandler>
+        var outbox: RedisOutbox
     }
 
     static func makeSSLContext(_ configuration: RedisConfiguration) throws(RedisError) -> NIOSSLContext? {
@@ -168,7 +178,8 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
 
     // MARK: Sending
 
-    private func checkSize(_ command: RedisCommand) throws(RedisError) {
+    @inline(__always)
+    private func checkSize(_ command: borrowing RedisCommand) throws(RedisError) {
         if command.largestArgument > maxValueBytes {
             throw RedisError(.valueTooLarge,
                              "\(command.name): an argument of \(command.largestArgument) bytes is over the limit of \(maxValueBytes) bytes; nothing was sent.",
@@ -191,7 +202,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         try checkSize(command)
         do {
             return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<RESPValue, any Error>) in
-                submit(CollectionOfOne(command.bytes), reply: .single(c))
+                submit(command, reply: .single(c))
             }
         } catch {
             throw asRedisError(error)
@@ -203,10 +214,10 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// back to back on this connection; wrap them in `MULTI`/`EXEC` for atomicity.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        for c in commands { try checkSize(c) }
+        for i in commands.indices { try checkSize(commands[i]) }
         do {
             return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<[RESPValue], any Error>) in
-                submit(commands.lazy.map(\.bytes), reply: .batch(c, count: commands.count))
+                submit(commands, reply: .batch(c, count: commands.count))
             }
         } catch {
             throw asRedisError(error)
@@ -220,51 +231,33 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// Writes a command whose replies are not matched to it (pub/sub commands: their confirmations arrive as messages).
     func sendWithoutReply(_ command: RedisCommand) throws(RedisError) {
         try checkSize(command)
-        submit(CollectionOfOne(command.bytes), reply: nil)
+        submit(command, reply: nil)
     }
 
-    private func submit(_ all: some Sequence<ByteBuffer>, reply: RedisPendingReply?) {
-        let schedule = outbox.withLock { o -> Bool in
-            for b in all { append(b, to: &o.buffers) }
+    /// Encodes the commands into the outgoing buffer and, for the first commands since the last write, schedules
+    /// one write on the event loop (which also registers the reply, before the bytes go out).
+    private func submit(_ commands: [RedisCommand], reply: RedisPendingReply?) {
+        let schedule = outbox.state.withLock { o -> Bool in
+            commands.withUnsafeBufferPointer { p in
+                for i in p.indices { o.append(p[i], allocator: allocator) }
+            }
             if let reply { o.replies.append(reply) }
             if o.flushScheduled { return false }
             o.flushScheduled = true
             return true
         }
-        if schedule { channel.eventLoop.execute { self.flush() } }
+        if schedule { eventLoop.execute(flushTask) }
     }
 
-    @inline(__always)
-    private func append(_ bytes: ByteBuffer, to buffers: inout [ByteBuffer]) {
-        if bytes.readableBytes < RedisConnection.coalesceLimit, !buffers.isEmpty,
-           buffers[buffers.count - 1].readableBytes < RedisConnection.coalesceLimit * 4 {
-            var b = bytes
-            buffers[buffers.count - 1].writeBuffer(&b)
-        } else if bytes.readableBytes < RedisConnection.coalesceLimit {
-            var fresh = channel.allocator.buffer(capacity: Swift.max(512, bytes.readableBytes * 4))
-            var b = bytes
-            fresh.writeBuffer(&b)
-            buffers.append(fresh)
-        } else {
-            buffers.append(bytes)
+    private func submit(_ command: RedisCommand, reply: RedisPendingReply?) {
+        let schedule = outbox.state.withLock { o -> Bool in
+            o.append(command, allocator: allocator)
+            if let reply { o.replies.append(reply) }
+            if o.flushScheduled { return false }
+            o.flushScheduled = true
+            return true
         }
-    }
-
-    /// On the event loop: registers every reply waited for, then writes and flushes the queued bytes.
-    private func flush() {
-        let (buffers, replies) = outbox.withLock { o -> ([ByteBuffer], [RedisPendingReply]) in
-            o.flushScheduled = false
-            let taken = (o.buffers, o.replies)
-            o.buffers = []
-            o.replies = []
-            return taken
-        }
-        guard !buffers.isEmpty else { return }
-        if !replies.isEmpty {
-            guard handler.value.enqueue(replies, now: .now()) else { return }
-        }
-        for b in buffers { channel.write(b, promise: nil) }
-        channel.flush()
+        if schedule { eventLoop.execute(flushTask) }
     }
 
     // MARK: Closing

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOSSL
+import Synchronization
 
 /// What a sent command waits for: one reply, or `count` replies of a pipeline batch.
 /// The task waiting is resumed directly from the event loop (no future in between).
@@ -13,6 +14,54 @@ enum RedisPendingReply: Sendable {
         case .batch(let c, _): c.resume(throwing: error)
         }
     }
+}
+
+/// Commands sent on a connection and not yet written: their bytes (encoded by the sending task, usually into one
+/// buffer) and the replies they wait for. The connection's handler takes them on the event loop and writes them.
+final class RedisOutbox: Sendable {
+    struct State: ~Copyable {
+        /// Bytes to write, in order: small commands are encoded into the last buffer, large ones are kept as they are.
+        var buffers: [ByteBuffer] = []
+        var replies: [RedisPendingReply] = []
+        var flushScheduled = false
+        /// Whether `buffers[0]` is a buffer of ours (not a caller's), which can be reused after it is written.
+        var firstIsOurs = false
+        /// An empty buffer, written and given back by the handler, for the next commands.
+        var spare: ByteBuffer?
+
+        @inline(__always)
+        mutating func append(_ command: borrowing RedisCommand, allocator: ByteBufferAllocator) {
+            let size = command.encodedLengthEstimate
+            if size < RedisConnection.coalesceLimit {
+                if buffers.isEmpty || buffers[buffers.count - 1].readableBytes >= RedisConnection.coalesceLimit * 4 || !lastIsOurs {
+                    if buffers.isEmpty, let b = spare {
+                        spare = nil
+                        buffers.append(b)
+                    } else {
+                        buffers.append(allocator.buffer(capacity: Swift.max(1024, size * 4)))
+                    }
+                    if buffers.count == 1 { firstIsOurs = true }
+                    lastIsOurs = true
+                }
+                command.write(into: &buffers[buffers.count - 1])
+            } else {
+                if case .encoded(let e) = command.storage {
+                    buffers.append(e.bytes)
+                } else {
+                    var b = allocator.buffer(capacity: size)
+                    command.write(into: &b)
+                    buffers.append(b)
+                }
+                if buffers.count == 1 { firstIsOurs = false }
+                lastIsOurs = false
+            }
+        }
+
+        /// Whether the last buffer is one of ours that small commands can be appended to.
+        var lastIsOurs = false
+    }
+
+    let state = Mutex(State())
 }
 
 /// The channel handler of one Redis connection: parses replies and completes the pending commands in the order
@@ -40,6 +89,15 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     /// Set once the connection cannot be used any more; new commands fail with it at once.
     @exclusivity(unchecked) private(set) var failure: RedisError?
 
+    let outbox: RedisOutbox
+    /// Loop-side halves of the outbox's double buffering: emptied arrays and a written buffer, swapped into the
+    /// outbox by the next flush, so a steady stream of commands allocates no buffers or arrays per write.
+    @exclusivity(unchecked) private var spareBuffers: [ByteBuffer] = []
+    @exclusivity(unchecked) private var spareReplies: [RedisPendingReply] = []
+    @exclusivity(unchecked) private var spareBuffer: ByteBuffer?
+    /// Largest written buffer kept for reuse.
+    static let spareCapacityLimit = 256 * 1024
+
     let address: String
     let commandTimeout: TimeAmount?
     let durationTimeout: Duration?
@@ -48,8 +106,9 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     /// In pub/sub mode (RESP2), replies with no pending command are messages, given to `onPush`.
     var pubSubMode = false
 
-    init(address: String, commandTimeout: Duration?) {
+    init(address: String, commandTimeout: Duration?, outbox: RedisOutbox) {
         self.address = address
+        self.outbox = outbox
         self.durationTimeout = commandTimeout
         if let t = commandTimeout {
             let (s, atto) = t.components
@@ -68,16 +127,57 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         failAll(RedisError.closed(address, while: "(handler removed)"))
     }
 
-    /// Registers replies to wait for, in send order. Returns false (after failing them) when the connection is gone.
-    func enqueue(_ replies: [RedisPendingReply], now: NIODeadline) -> Bool {
-        if let failure {
-            for r in replies { r.fail(failure) }
-            return false
+    /// On the event loop: takes what the outbox holds, registers the replies waited for (in send order), then
+    /// writes and flushes the bytes. When the connection is gone, the replies fail at once and nothing is written.
+    func flush() {
+        var buffers = spareBuffers
+        var replies = spareReplies
+        spareBuffers = []
+        spareReplies = []
+        let giveBack = spareBuffer
+        spareBuffer = nil
+        let firstIsOurs = outbox.state.withLock { o -> Bool in
+            o.flushScheduled = false
+            swap(&buffers, &o.buffers)
+            swap(&replies, &o.replies)
+            if o.spare == nil { o.spare = giveBack }
+            return o.firstIsOurs
         }
-        let deadline = commandTimeout.map { now + $0 } ?? .distantFuture
-        for r in replies { queue.append(Entry(reply: r, deadline: deadline)) }
-        if timer == nil, commandTimeout != nil { scheduleTimer() }
-        return true
+        defer {
+            replies.removeAll(keepingCapacity: true)
+            spareReplies = replies
+        }
+        guard !buffers.isEmpty else {
+            spareBuffers = buffers
+            return
+        }
+        if !replies.isEmpty {
+            if let failure {
+                for r in replies { r.fail(failure) }
+                buffers.removeAll(keepingCapacity: true)
+                spareBuffers = buffers
+                return
+            }
+            let deadline = commandTimeout.map { NIODeadline.now() + $0 } ?? .distantFuture
+            for r in replies { queue.append(Entry(reply: r, deadline: deadline)) }
+            if timer == nil, commandTimeout != nil { scheduleTimer() }
+        }
+        guard let context else {
+            buffers.removeAll(keepingCapacity: true)
+            spareBuffers = buffers
+            return
+        }
+        var first = buffers[0]
+        for b in buffers { context.write(NIOAny(b), promise: nil) }
+        buffers.removeAll(keepingCapacity: true)
+        spareBuffers = buffers
+        context.flush()
+        // Written at once in the usual case, so `first` is ours alone again: keep it for the next commands
+        // (clear() copies nothing; it allocates only if the channel still holds the bytes).
+        if firstIsOurs, first.capacity <= RedisConnectionHandler.spareCapacityLimit {
+            first.clear()
+            spareBuffer = first
+        }
     }
 
     private func scheduleTimer() {
@@ -112,8 +212,9 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             buffer = unwrapInboundIn(data)
         }
         do {
-            while let value = try parser.next(&buffer) {
+            try parser.parseAll(&buffer) { value in
                 deliver(value)
+                return failure == nil
             }
         } catch {
             fail(error)

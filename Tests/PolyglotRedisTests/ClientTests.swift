@@ -53,6 +53,35 @@ import Testing
         await redis.close()
     }
 
+    @Test func pipelinesMixSmallAndLargeCommandsInOrder() async throws {
+        // Small commands are encoded into one shared buffer per write, large ones (over 16 KB) go out as buffers
+        // of their own: the order on the wire must stay the order of the pipeline, round after round.
+        let redis = try client()
+        let k = key()
+        let big = [UInt8](repeating: 0xAB, count: 40_000)
+        let bigText = String(repeating: "z", count: 20_000)
+        let commands = [
+            RedisCommand("SET", k + ":a", "small"),
+            RedisCommand("SET", k + ":b", big),
+            RedisCommand("GET", k + ":a"),
+            RedisCommand("SET", arguments: [k + ":c", bigText, "PX", 60_000]),
+            RedisCommand("GET", k + ":b"),
+            RedisCommand("GET", k + ":c"),
+            RedisCommand("PING"),
+        ]
+        for round in 0..<5 {
+            let replies = try await redis.pipeline(commands)
+            #expect(replies.count == commands.count)
+            #expect(replies[0].string == "OK" && replies[1].string == "OK" && replies[3].string == "OK", "round \(round)")
+            #expect(replies[2].string == "small", "round \(round)")
+            #expect(replies[4].bytes == big, "round \(round)")
+            #expect(replies[5].string == bigText, "round \(round)")
+            #expect(replies[6].string == "PONG", "round \(round)")
+        }
+        #expect(try await redis.del([k + ":a", k + ":b", k + ":c"]) == 3)
+        await redis.close()
+    }
+
     @Test func serverErrorsAreTyped() async throws {
         let redis = try client()
         let k = key()

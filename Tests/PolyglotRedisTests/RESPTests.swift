@@ -69,6 +69,34 @@ import Testing
         }
     }
 
+    /// The connection's one-pass parse of a read (`parseAll`) gives the same values at every split point, keeps a
+    /// partial value's bytes, and stops where its callback says.
+    @Test func onePassParseAtEverySplit() throws {
+        let text = "*3\r\n$3\r\nfoo\r\n%1\r\n+k\r\n$-1\r\n:12\r\n+OK\r\n$4\r\nab\r\n\r\n"
+        let expected = try parseAll(text)
+        let bytes = Array(text.utf8)
+        let parser = RESPParser()
+        for split in 0...bytes.count {
+            var buffer = ByteBuffer()
+            var got: [RESPValue] = []
+            buffer.writeBytes(bytes[..<split])
+            try parser.parseAll(&buffer) { got.append($0); return true }
+            buffer.writeBytes(bytes[split...])
+            try parser.parseAll(&buffer) { got.append($0); return true }
+            #expect(got == expected, "split at \(split)")
+            #expect(buffer.readableBytes == 0)
+        }
+        var buffer = ByteBuffer(string: text)
+        var first: [RESPValue] = []
+        try parser.parseAll(&buffer) { first.append($0); return false }
+        #expect(first == [expected[0]])
+        #expect(try parser.next(&buffer) == expected[1])
+        var bad = ByteBuffer(string: ":1\r\n:x\r\n")
+        var before: [RESPValue] = []
+        #expect(throws: RedisError.self) { try parser.parseAll(&bad) { before.append($0); return true } }
+        #expect(before == [.integer(1)])
+    }
+
     @Test func malformedInputIsAProtocolError() {
         for bad in ["?x\r\n", ":12a\r\n", "$3\r\nabcd\r\n", "#x\r\n", "$-5\r\n", "*?\r\n"] {
             var buffer = ByteBuffer(string: bad)
@@ -97,6 +125,22 @@ import Testing
         #expect(eval.key == Array("thekey".utf8))
         #expect(RedisCommand("EVAL", arguments: ["return 1", 0]).key == nil)
         #expect(RedisCommand("PING").key == nil)
+    }
+
+    @Test func encodesShortCommandsKeptUnencoded() {
+        // Commands of up to two arguments are encoded when sent; their bytes must be the same RESP.
+        #expect(String(buffer: RedisCommand("PING").encoded) == "*1\r\n$4\r\nPING\r\n")
+        #expect(String(buffer: RedisCommand("GET", "k").encoded) == "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+        let long = String(repeating: "v", count: 1234)
+        #expect(String(buffer: RedisCommand("SET", "key:12345678", long).encoded)
+                == "*3\r\n$3\r\nSET\r\n$12\r\nkey:12345678\r\n$1234\r\n\(long)\r\n")
+        #expect(String(buffer: RedisCommand("GET", [0, 13, 10] as [UInt8]).encoded) == "*2\r\n$3\r\nGET\r\n$3\r\n\0\r\n\r\n")
+        #expect(String(buffer: RedisCommand("INCRBY", "n", 42).encoded) == "*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n$2\r\n42\r\n")
+        #expect(String(buffer: RedisCommand("CLIENTNAMEX", "").encoded) == "*2\r\n$11\r\nCLIENTNAMEX\r\n$0\r\n\r\n")
+        #expect(RedisCommand("GET", "user:{42}").key == Array("user:{42}".utf8))
+        #expect(RedisCommand("PING", "hello").key == nil)
+        #expect(RedisCommand("EVALSHA", "abc", 0).key == nil)
+        #expect(RedisCommand("SET", "k", "v").argumentCount == 3)
     }
 
     @Test func sha1MatchesKnownDigests() {
