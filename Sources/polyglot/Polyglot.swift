@@ -89,14 +89,26 @@ struct Stats: AsyncParsableCommand {
             let db = try await options.open()
             let since = minutes.map { Date().addingTimeInterval(-Double($0) * 60) } ?? .distantPast
             let records = try await db.telemetryHistory(since: since)
+            let relay = db.relay()
+            let backlog: [RelayBacklog]
+            do { backlog = try await relay.backlog() } catch {
+                try? await db.close()
+                throw error
+            }
             try await db.close()
             if records.isEmpty {
                 print("No telemetry recorded yet. Run `polyglot quickstart`, or use the data map from your application.")
-                return
+            } else {
+                let first = records.map(\.intervalStart).min()!, last = records.map(\.intervalEnd).max()!
+                print("Telemetry from \(first.formatted(date: .abbreviated, time: .standard)) to \(last.formatted(date: .abbreviated, time: .standard)) (\(records.count) intervals)\n")
+                print(TelemetryTable.render(Telemetry.summarize(records)))
             }
-            let first = records.map(\.intervalStart).min()!, last = records.map(\.intervalEnd).max()!
-            print("Telemetry from \(first.formatted(date: .abbreviated, time: .standard)) to \(last.formatted(date: .abbreviated, time: .standard)) (\(records.count) intervals)\n")
-            print(TelemetryTable.render(Telemetry.summarize(records)))
+            if !backlog.isEmpty {
+                print("\nProjections kept by the relay\n")
+                print(TextTable.render(header: ["copy", "checkpoint", "pending events", "dead letters"], rows: backlog.map {
+                    [$0.copy, String($0.appliedPosition), ($0.pendingAtLeast ? "≥ " : "") + String($0.pendingEvents), String($0.deadLetters)]
+                }, rightAligned: [1, 2, 3]))
+            }
         }
     }
 }

@@ -333,6 +333,22 @@ import Testing
     }
 }
 
+@Suite struct RelayBacklogTests {
+    @Test func theBacklogCountsPendingEventsAndDeadLettersFromTheEngines() async throws {
+        let db = try await Polyglot(map: RelayTests.map(tempDir()), registry: .embedded)
+        let articles = try db.documents("articles")
+        for i in 0..<5 { try await articles.put("b\(i)", ["title": .string("note \(i)")]) }
+        var backlog = try await db.relay().backlog()
+        #expect(backlog == [RelayBacklog(copy: "articles@index", appliedPosition: 0, pendingEvents: 5, pendingAtLeast: false, deadLetters: 0)])
+        let relay = db.relay()
+        _ = try await relay.catchUp()
+        // Another relay (another process, say) sees the same figures: they come from the engines.
+        backlog = try await db.relay().backlog()
+        #expect(backlog.first?.pendingEvents == 0 && backlog.first?.appliedPosition ?? 0 >= 5, "\(backlog)")
+        try await db.close()
+    }
+}
+
 final class PhaseLog: Sendable {
     private let phases = Mutex<[RebuildPhase]>([])
     func add(_ p: RebuildPhase) { phases.withLock { $0.append(p) } }
