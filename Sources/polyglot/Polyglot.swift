@@ -11,7 +11,7 @@ struct PolyglotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "polyglot",
         abstract: "Polyglot: one application, many specialized databases.",
-        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self, VerifyCommand.self],
+        subcommands: [Serve.self, Keys.self, Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self, VerifyCommand.self],
         defaultSubcommand: nil
     )
 }
