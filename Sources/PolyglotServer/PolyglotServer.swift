@@ -66,10 +66,12 @@ public final class PolyglotServer: Sendable {
     /// The Hummingbird application, with the relay, the telemetry sampler and the library's own service
     /// (telemetry flushes and maintenance) alongside.
     public func application() -> some ApplicationProtocol {
-        Application(router: router(),
-                    configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "polyglot"),
-                    services: [DatabaseService(db: db), RelayService(relay: relay), SamplerService(sampler: sampler, interval: configuration.sampleInterval)],
-                    logger: logger)
+        // Every service runs until graceful shutdown: a service that returns early stops the group.
+        var services: [any Service] = [DatabaseService(db: db), SamplerService(sampler: sampler, interval: configuration.sampleInterval)]
+        if !relay.copies.isEmpty { services.append(RelayService(relay: relay)) }
+        return Application(router: router(),
+                           configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "polyglot"),
+                           services: services, logger: logger)
     }
 
     /// Serves until SIGTERM or SIGINT, then finishes in-flight requests, stops the relay, and closes the database.

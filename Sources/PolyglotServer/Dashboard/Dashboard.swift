@@ -8,6 +8,7 @@ enum Dashboard {
     <meta charset="utf-8">
     <meta name="viewport" content="width=device-width, initial-scale=1">
     <title>Polyglot</title>
+    <link rel="icon" href="data:,">
     <link rel="stylesheet" href="/dashboard.css">
     </head>
     <body>
