@@ -34,7 +34,7 @@ public struct ServerConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(10)
     /// How far back the dashboard's charts go, and how often the server samples telemetry for them.
     public var sampleInterval: Duration = .seconds(2)
-    public var sampleHistory: Int = 150
+    public var sampleHistory: Int = 90
 
     public init() {}
 

@@ -217,36 +217,46 @@ enum Dashboard {
         <td class="num">${d.count ? fmtMs(d.p50Ms) : "–"}</td><td class="num">${d.count ? fmtMs(d.p99Ms) : "–"}</td><td>${mixBar(d.operations)}</td></tr>`).join("");
     }
 
-    // A small SVG line chart. series: [{name, color, values:[number|null]}]
+    // A small SVG line chart over a fixed window of SLOTS samples, newest at the right edge.
+    // series: [{name, color, values:[number|null]}]
+    const SLOTS = 90;
     function lineChart(series, opts) {
       const w = 420, h = opts.height || 120, padL = 46, padB = 16, padT = 6;
-      const n = Math.max(...series.map((s) => s.values.length), 2);
+      const n = Math.max(...series.map((s) => s.values.length), 1);
       const all = series.flatMap((s) => s.values.filter((v) => v != null));
       const max = opts.max || Math.max(...all, 0.001) * 1.15;
-      const x = (i) => padL + (i / (n - 1)) * (w - padL - 6);
+      const slots = Math.max(SLOTS, n);
+      const x = (i) => padL + ((slots - n + i) / (slots - 1)) * (w - padL - 6);
       const y = (v) => padT + (1 - v / max) * (h - padT - padB);
-      let out = `<svg viewBox="0 0 ${w} ${h}" width="100%" preserveAspectRatio="none">`;
+      let out = `<svg viewBox="0 0 ${w} ${h}" width="100%">`;
       for (const f of [0, 0.5, 1]) {
         const v = max * f;
         out += `<line x1="${padL}" x2="${w - 6}" y1="${y(v)}" y2="${y(v)}" stroke="#263048"/>`;
-        out += `<text x="${padL - 6}" y="${y(v) + 4}" text-anchor="end">${opts.unit === "%" ? v.toFixed(0) + "%" : opts.unit === "ops" ? fmtN(v) : fmtMs(v)}</text>`;
+        out += `<text x="${padL - 6}" y="${y(v) + 4}" text-anchor="end">${opts.unit === "%" ? v.toFixed(0) + "%" : fmtMs(v)}</text>`;
       }
       if (opts.target != null) out += `<line x1="${padL}" x2="${w - 6}" y1="${y(opts.target)}" y2="${y(opts.target)}" stroke="#f5b83d" stroke-dasharray="4 4"/>`;
       for (const s of series) {
         let d = "", pen = false;
         s.values.forEach((v, i) => { if (v == null) { pen = false; return; } d += (pen ? "L" : "M") + x(i).toFixed(1) + "," + y(v).toFixed(1); pen = true; });
         if (d) out += `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8" stroke-linejoin="round"/>`;
+        // The newest value as a dot, so a single sample shows too.
+        for (let i = s.values.length - 1; i >= 0; i--) {
+          if (s.values[i] != null) { out += `<circle cx="${x(i).toFixed(1)}" cy="${y(s.values[i]).toFixed(1)}" r="2.6" fill="${s.color}"/>`; break; }
+        }
       }
       return out + `</svg>`;
     }
 
-    // Stacked bars of operations per window.
+    // Stacked bars of operations per second in each window, same time axis as the line charts.
     function mixChart(points, name) {
       const w = 420, h = 90, padL = 46, padB = 4, padT = 4;
       const totals = points.map((p) => { const d = p.datasets[name]; return d ? d.count / (p.seconds || 1) : 0; });
       const max = Math.max(...totals, 1) * 1.1;
-      const bw = (w - padL - 6) / Math.max(points.length, 1);
-      let out = `<svg viewBox="0 0 ${w} ${h}" width="100%" preserveAspectRatio="none">`;
+      const slots = Math.max(SLOTS, points.length);
+      const bw = (w - padL - 6) / slots;
+      const x0 = padL + (slots - points.length) * bw;
+      let out = `<svg viewBox="0 0 ${w} ${h}" width="100%">`;
+      out += `<line x1="${padL}" x2="${w - 6}" y1="${h - padB}" y2="${h - padB}" stroke="#263048"/>`;
       out += `<text x="${padL - 6}" y="${padT + 9}" text-anchor="end">${fmtN(max)}/s</text><text x="${padL - 6}" y="${h - padB}" text-anchor="end">0</text>`;
       points.forEach((p, i) => {
         const d = p.datasets[name]; if (!d) return;
@@ -254,7 +264,7 @@ enum Dashboard {
         for (const [op, n] of Object.entries(d.operations).sort()) {
           const bh = ((n / (p.seconds || 1)) / max) * (h - padT - padB);
           yTop -= bh;
-          out += `<rect x="${(padL + i * bw).toFixed(1)}" y="${yTop.toFixed(1)}" width="${Math.max(bw - 1, 1).toFixed(1)}" height="${bh.toFixed(1)}" fill="${colorFor(op)}"/>`;
+          out += `<rect x="${(x0 + i * bw).toFixed(1)}" y="${yTop.toFixed(1)}" width="${Math.max(bw - 1, 1).toFixed(1)}" height="${bh.toFixed(1)}" fill="${colorFor(op)}"><title>${esc(op)}: ${(n / (p.seconds || 1)).toFixed(1)}/s</title></rect>`;
         }
       });
       return out + `</svg>`;
