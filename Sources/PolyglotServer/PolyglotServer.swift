@@ -55,6 +55,8 @@ public final class PolyglotServer: Sendable {
     public func router() -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: ProblemMiddleware(logger: logger, metrics: metrics))
+        // A span per request (swift-distributed-tracing; a no-op until the application bootstraps a tracer).
+        router.add(middleware: TracingMiddleware())
         for route in routes() {
             router.on(RouterPath(route.path), method: route.method) { request, context in
                 try await self.serve(route, request, context)
