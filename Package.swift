@@ -145,6 +145,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "ServerBenchmarks",
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotPostgres", "PolyglotRedis", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ServerBenchmarks",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "VectorBenchmarks",
             dependencies: ["Polyglot", "PolyglotVectorIndex"],
             path: "Benchmarks/VectorBenchmarks",

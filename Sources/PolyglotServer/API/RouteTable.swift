@@ -117,7 +117,7 @@ enum OpenAPI {
                                     "content": ["application/problem+json": ["schema": Schema.ref("Problem")]]]
             op["responses"] = .object(responses)
             switch r.access {
-            case .open: op["security"] = []
+            case .open: if authRequired { op["security"] = [] }
             case .dataset(let o): op["description"] = .string("Needs a key with `\(o.rawValue)` on the dataset (or on `*`) when the server requires keys.")
             case .server(let o): op["description"] = .string("Needs a key with `*:\(o.rawValue)` when the server requires keys.")
             case .anyKey: op["description"] = .string("Needs any valid key when the server requires keys; answers with what its scopes allow.")
@@ -134,7 +134,8 @@ enum OpenAPI {
             "paths": .object(paths.mapValues { .object($0) }),
             "components": components,
         ]
-        doc["security"] = [["apiKey": []], ["bearer": []]]
+        // Only when this server requires keys: an open loopback server accepts requests without one.
+        if authRequired { doc["security"] = [["apiKey": []], ["bearer": []]] }
         return .object(doc)
     }
 
