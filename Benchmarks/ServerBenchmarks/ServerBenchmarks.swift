@@ -61,7 +61,7 @@ struct ServerBenchmarks {
     }
 
     /// Runs `call` one at a time for `seconds` and prints calls/s, p50 and p99 in microseconds.
-    static func report(_ name: String, _ seconds: Double, _ call: () async throws -> Void) async throws {
+    @MainActor static func report(_ name: String, _ seconds: Double, _ call: () async throws -> Void) async throws {
         var samples: [Double] = []
         samples.reserveCapacity(200_000)
         let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
