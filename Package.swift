@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "PolyglotPostgres", targets: ["PolyglotPostgres"]),
         .library(name: "PolyglotRedis", targets: ["PolyglotRedis"]),
         .library(name: "PolyglotMemcached", targets: ["PolyglotMemcached"]),
+        .library(name: "PolyglotServer", targets: ["PolyglotServer"]),
         .executable(name: "polyglot", targets: ["polyglot"]),
     ],
     dependencies: [
@@ -30,6 +31,10 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .target(
@@ -88,6 +93,21 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "PolyglotServer",
+            dependencies: [
+                "Polyglot",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "PolyglotTesting",
             dependencies: ["Polyglot"],
             swiftSettings: strict
@@ -95,11 +115,13 @@ let package = Package(
         .executableTarget(
             name: "polyglot",
             dependencies: [
-                "Polyglot", "PolyglotSQLite", "PolyglotPostgres", "PolyglotRedis", "PolyglotMemcached",
+                "Polyglot", "PolyglotSQLite", "PolyglotPostgres", "PolyglotRedis", "PolyglotMemcached", "PolyglotServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),
@@ -120,6 +142,12 @@ let package = Package(
             name: "RedisBenchmarks",
             dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotRedis", "PolyglotPostgres", "PolyglotTesting", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/RedisBenchmarks",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ServerBenchmarks",
+            dependencies: ["Polyglot", "PolyglotSQLite", "PolyglotPostgres", "PolyglotRedis", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ServerBenchmarks",
             swiftSettings: strict
         ),
         .executableTarget(
@@ -151,6 +179,16 @@ let package = Package(
         .testTarget(
             name: "PolyglotRedisTests",
             dependencies: ["Polyglot", "PolyglotRedis", "PolyglotTesting", "PolyglotSQLite"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PolyglotServerTests",
+            dependencies: ["Polyglot", "PolyglotServer", "PolyglotSQLite", "PolyglotPostgres", "PolyglotRedis", "PolyglotTesting",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -11,8 +11,8 @@ struct PolyglotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "polyglot",
         abstract: "Polyglot: one application, many specialized databases.",
-        subcommands: [Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self, VerifyCommand.self, RebuildCommand.self,
-                      AdviseCommand.self, PlanCommand.self, AuditCommand.self],
+        subcommands: [Serve.self, Keys.self, Quickstart.self, MapCommand.self, Stats.self, Health.self, RelayCommand.self, VerifyCommand.self,
+                      RebuildCommand.self, AdviseCommand.self, PlanCommand.self, AuditCommand.self],
         defaultSubcommand: nil
     )
 }

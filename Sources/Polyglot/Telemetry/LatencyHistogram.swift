@@ -49,6 +49,29 @@ public struct LatencyHistogram: Sendable, Hashable {
         minValue = min(minValue, other.minValue)
     }
 
+    /// What was recorded after `earlier`, a snapshot of this same histogram taken before: the window between two
+    /// cumulative snapshots (as the server's dashboard charts them). The window's maximum is bounded by the later
+    /// snapshot's, its minimum is not known and is left as the smallest non-empty bucket's value.
+    ///
+    /// ```swift
+    /// let window = now.latency.subtracting(before.latency)
+    /// let p99 = window.percentile(99)
+    /// ```
+    public func subtracting(_ earlier: LatencyHistogram) -> LatencyHistogram {
+        var out = LatencyHistogram()
+        for i in counts.indices {
+            let c = counts[i] &- min(counts[i], earlier.counts[i])
+            if c != 0 {
+                out.counts[i] = c
+                out.totalCount &+= c
+                out.minValue = min(out.minValue, LatencyHistogram.representative(i))
+            }
+        }
+        out.sum = max(0, sum - earlier.sum)
+        out.maxValue = out.totalCount == 0 ? 0 : maxValue
+        return out
+    }
+
     /// The value at percentile `p` (0...100), in nanoseconds; 0 when empty.
     public func percentile(_ p: Double) -> UInt64 {
         guard totalCount > 0 else { return 0 }

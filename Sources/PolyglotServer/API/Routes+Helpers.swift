@@ -1,0 +1,141 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Polyglot
+
+extension PolyglotServer {
+    static let tokenHeader = HTTPField.Name("Polyglot-Token")!
+
+    func body(_ request: Request) async throws -> ByteBuffer {
+        try await request.body.collect(upTo: configuration.maxBodyBytes)
+    }
+
+    func jsonBody(_ request: Request) async throws -> JSONBody {
+        try JSONBody(try await body(request))
+    }
+
+    static func json(_ value: JSON, status: HTTPResponse.Status = .ok, token: ConsistencyToken? = nil, headers: [HTTPField.Name: String] = [:]) -> Response {
+        raw(value.serialized(), status: status, token: token, headers: headers)
+    }
+
+    static func raw(_ data: Data, contentType: String = "application/json", status: HTTPResponse.Status = .ok,
+                    token: ConsistencyToken? = nil, headers: [HTTPField.Name: String] = [:]) -> Response {
+        var fields = HTTPFields()
+        fields[.contentType] = contentType
+        if let token { fields[tokenHeader] = token.description }
+        for (k, v) in headers { fields[k] = v }
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func path(_ context: APIContext, _ name: String) throws -> String {
+        guard let raw = context.parameters.get(name) else {
+            throw Problem.badRequest("bad-path", "The path has no '\(name)'.")
+        }
+        return try decode(raw, name: name)
+    }
+
+    static func query(_ request: Request, _ name: String) -> String? {
+        request.uri.queryParameters.get(name)
+    }
+
+    static func queryInt(_ request: Request, _ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+        guard let text = query(request, name) else { return value }
+        guard let n = Int(text), range.contains(n) else {
+            throw Problem.badRequest("bad-query", "'\(name)' must be an integer from \(range.lowerBound) to \(range.upperBound); it is '\(text)'.")
+        }
+        return n
+    }
+
+    static func queryFilter(_ request: Request) throws -> Filter {
+        guard let text = query(request, "filter"), !text.isEmpty else { return .all }
+        let json: JSON
+        do { json = try JSON(parsing: text) } catch {
+            throw FilterJSON.bad("The filter is not valid JSON: \((error as? PolyglotError)?.message ?? "\(error)")")
+        }
+        return try FilterJSON.parse(json)
+    }
+
+    static func direction(_ request: Request) throws -> EdgeDirection {
+        guard let text = query(request, "direction") else { return .outgoing }
+        guard let d = EdgeDirection(rawValue: text) else {
+            throw Problem.badRequest("bad-query", "'direction' must be one of \(EdgeDirection.allCases.map(\.rawValue).joined(separator: ", ")); it is '\(text)'.")
+        }
+        return d
+    }
+
+    /// `30s`, `5m`, `1h`, `250ms`, `2d`, or a number of seconds.
+    static func duration(_ text: String, name: String) throws -> Duration {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        var number = text, scale = 1.0
+        for (suffix, s) in units where text.hasSuffix(suffix) {
+            let head = String(text.dropLast(suffix.count))
+            if Double(head) != nil { number = head; scale = s; break }
+        }
+        guard let v = Double(number), v.isFinite, v > 0, v * scale <= 366 * 86_400 else {
+            throw Problem.badRequest("bad-query", "'\(name)' must be a positive duration like 30s, 5m, 1h or 250ms (at most 366d); it is '\(text)'.")
+        }
+        return .milliseconds(Int64((v * scale * 1000).rounded()))
+    }
+
+    static let isoFractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    static let isoPlain = Date.ISO8601FormatStyle()
+
+    static func formatDate(_ d: Date) -> String { d.formatted(isoFractional) }
+
+    /// An ISO 8601 time or seconds since 1970.
+    static func date(_ text: String, name: String) throws -> Date {
+        if let s = Double(text), s.isFinite, abs(s) < 1e11 { return Date(timeIntervalSince1970: s) }
+        if let d = try? isoFractional.parse(text) { return d }
+        if let d = try? isoPlain.parse(text) { return d }
+        throw Problem.badRequest("bad-time", "'\(name)' must be an ISO 8601 time (2026-11-30T05:00:00Z) or seconds since 1970; it is '\(text)'.")
+    }
+
+    static func date(_ json: JSON, name: String) throws -> Date {
+        switch json {
+        case .number(let s) where s.isFinite && abs(s) < 1e11: return Date(timeIntervalSince1970: s)
+        case .string(let t): return try date(t, name: name)
+        default: throw Problem.badRequest("bad-time", "'\(name)' must be an ISO 8601 string or seconds since 1970; it is \(json.typeName).")
+        }
+    }
+
+    func spec(_ dataset: String) throws -> DatasetSpec {
+        guard let ds = db.map.dataset(named: dataset) else {
+            throw Problem(.notFound, code: "unknown-dataset",
+                          detail: "Unknown dataset '\(dataset)' (known: \(db.map.datasets.map(\.name).sorted().joined(separator: ", "))).",
+                          fix: "Declare it under `datasets:` in the data map, or check the spelling.")
+        }
+        return ds
+    }
+
+    func names(of model: DataModel) -> [String] { db.map.datasets.filter { $0.model == model }.map(\.name).sorted() }
+}
+
+enum P {
+    static func dataset(_ names: [String], _ what: String) -> ParamSpec {
+        ParamSpec(name: "dataset", location: .path, required: true, description: "A \(what) dataset of the data map.",
+                  schema: names.isEmpty ? Schema.string : Schema.enumeration(names))
+    }
+    static func path(_ name: String, _ description: String) -> ParamSpec {
+        ParamSpec(name: name, location: .path, required: true, description: description + " Percent-encode '/' and other reserved characters.",
+                  schema: ["type": "string", "minLength": 1])
+    }
+    static func query(_ name: String, _ description: String, _ schema: JSON = Schema.string, required: Bool = false) -> ParamSpec {
+        ParamSpec(name: name, location: .query, required: required, description: description, schema: schema)
+    }
+    static func header(_ name: String, _ description: String) -> ParamSpec {
+        ParamSpec(name: name, location: .header, required: false, description: description, schema: Schema.string)
+    }
+    static let filter = query("filter", #"A JSON filter: {"category":"shoes","price":{"$lt":100}}. Operators: $eq $ne $lt $lte $gt $gte $in $exists $prefix $and $or $not."#)
+    static let direction = query("direction", "Edge direction.", Schema.enumeration(EdgeDirection.allCases.map(\.rawValue)))
+    static let label = query("label", "Only edges with this label.")
+}
+
+/// Shared response shapes.
+enum R {
+    static func ok(_ description: String, _ schema: JSON, headers: [String] = []) -> ResponseSpec {
+        ResponseSpec(description: description, content: ["application/json": schema], headers: headers)
+    }
+    static let writeResult = Schema.object(["token": Schema.string], required: ["token"])
+    static let token = ["Polyglot-Token"]
+}
