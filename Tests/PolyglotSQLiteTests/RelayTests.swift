@@ -130,13 +130,14 @@ import Testing
         } catch let e as PolyglotError {
             #expect(e.code == .stale && e.isRetryable && e.message.contains("1 behind") && e.fix?.contains("relay") == true, "\(e)")
         }
-        // With the relay running as a service, the same kind of read waits for it and sees the write.
+        // With the relay running as a service, the same kind of read waits for it and sees the write. (The bound is
+        // generous: a loaded machine running the whole suite may take seconds to schedule the relay's task.)
         let relay = db.relay(RelayOptions(idleInterval: .milliseconds(10)))
         let running = Task { try await relay.run() }
         let second = try await articles.put("t2", ["title": "fresh", "body": "just written"])
-        let hits = try await db.reading(atLeast: second) { try await articles.search("fresh") }
+        let hits = try await db.reading(atLeast: second, maxWait: .seconds(60)) { try await articles.search("fresh") }
         #expect(hits.map(\.id) == ["t2"])
-        #expect(try await db.reading(atLeast: second) { try await articles.nearest(text: "fresh", k: 1) }.first?.id == "t2")
+        #expect(try await db.reading(atLeast: second, maxWait: .seconds(60)) { try await articles.nearest(text: "fresh", k: 1) }.first?.id == "t2")
         running.cancel()
         _ = try? await running.value
         // Without a token nothing waits (the projection may lag).
@@ -305,7 +306,7 @@ import Testing
 
         // The live relay continues on the new copy: after it catches up, the copy equals the source.
         let last = try await articles.put("final", ["title": "the final word", "body": "raft"])
-        _ = try await db.reading(atLeast: last) { try await articles.search("final") }
+        _ = try await db.reading(atLeast: last, maxWait: .seconds(60)) { try await articles.search("final") }
         running.cancel()
         _ = try? await running.value
         let verified = try await db.relay().verify("articles@index")

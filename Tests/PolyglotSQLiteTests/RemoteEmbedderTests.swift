@@ -229,7 +229,7 @@ import Testing
         await relay.release()
         let running = Task { try await db.relay(RelayOptions(idleInterval: .milliseconds(10))).run() }
         let token = try await notes.put("n4", ["title": "Kettle descaling", "body": "citric acid", "topic": "home"])
-        #expect(try await db.reading(atLeast: token) { try await notes.nearest(text: "kettle citric", k: 1) }.first?.id == "n4")
+        #expect(try await db.reading(atLeast: token, maxWait: .seconds(60)) { try await notes.nearest(text: "kettle citric", k: 1) }.first?.id == "n4")
         running.cancel()
         _ = try? await running.value
         try await db.close()
@@ -260,7 +260,7 @@ import Testing
         try await db.documents("notes").put("n1", ["title": "Raft consensus", "body": "logs"])
         let token = try await db.documents("pages").put("p1", ["title": "Welcome page"])
         // The other dataset's projection keeps up while the model is down...
-        #expect(try await db.reading(atLeast: token) { try await db.documents("pages").search("welcome") }.map(\.id) == ["p1"])
+        #expect(try await db.reading(atLeast: token, maxWait: .seconds(60)) { try await db.documents("pages").search("welcome") }.map(\.id) == ["p1"])
         // ...and the embeddings copy reports the outage and retries.
         let deadline = ContinuousClock.now + .seconds(10)
         while relay.status().first(where: { $0.copy == "notes.embeddings@index" })?.lastError == nil, ContinuousClock.now < deadline {
