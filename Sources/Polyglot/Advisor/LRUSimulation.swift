@@ -130,7 +130,7 @@ public struct MiniatureCaches: Sendable {
     /// The largest simulated cache holds this many sampled entries at most.
     static let maxSampledEntries = 131_072
     /// The sizes simulated by default, in entries.
-    public static let ladder = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000]
+    public static let ladder = [100, 1_000, 10_000, 100_000, 1_000_000]
 
     public init(every: Int, sizes: [Int] = MiniatureCaches.ladder) {
         let e = max(1, every)
