@@ -121,6 +121,8 @@ public struct WorkloadObservation: Sendable, Hashable, Codable {
     public var cacheCurve: [CacheCurvePoint] = []
     /// One key in this many is simulated.
     public var cacheSampleEvery: Int = 1
+    /// Point reads of the interval, sampled or not: the sample should have seen `cacheReads / cacheSampleEvery`.
+    public var cacheReads: UInt64 = 0
     /// Distinct keys read (since their last write), estimated from the sample; nil when more than the largest simulated cache holds.
     public var workingSet: Int?
     /// Hot keys among the sampled accesses.
