@@ -136,7 +136,8 @@ public struct MiniatureCaches: Sendable {
         let e = max(1, every)
         self.every = e
         threshold = (UInt64(1) << 63) / UInt64(e)
-        let kept = Set(sizes).filter { $0 / e >= 1 && $0 / e <= MiniatureCaches.maxSampledEntries }.sorted()
+        // A simulated cache of fewer than 8 sampled entries says little about the real one: such sizes are left out.
+        let kept = Set(sizes).filter { $0 / e >= min(8, max(1, 100 / e)) && $0 / e <= MiniatureCaches.maxSampledEntries }.sorted()
         self.sizes = kept
         lrus = kept.map { LRUSimulation.LRU(capacity: max(1, $0 / e)) }
         lookups = Array(repeating: 0, count: kept.count)
