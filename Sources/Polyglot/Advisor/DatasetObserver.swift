@@ -143,7 +143,7 @@ public final class DatasetObserver: Sendable {
         state.withLock { s in
             s.touched = true
             s.examined[operation, default: ExaminedRows()].merge(rows)
-            guard !fields.isEmpty else { return }
+            guard !fields.isEmpty, operation == "query" || operation == "select" else { return }
             let sig = fields.keys.sorted().joined(separator: ",")
             if s.shapes[sig] != nil { s.shapes[sig]!.rows.merge(rows) } else if s.shapes.count < DatasetObserver.shapeCap {
                 s.shapes[sig] = QueryShape(fields: fields, rows: rows)

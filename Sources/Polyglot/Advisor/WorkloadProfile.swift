@@ -235,7 +235,8 @@ public struct WorkloadProfiler: Sendable {
         var shapes: [String: QueryShape] = [:]
         for o in mine {
             sketch.merge(o.hotKeys)
-            for (_, e) in o.examined { examined.merge(e) }
+            // Only row-returning filtered queries: a count or an aggregate reads many rows to return one by design.
+            for (op, e) in o.examined where op == "query" || op == "select" { examined.merge(e) }
             for s in o.queryShapes {
                 if shapes[s.signature] != nil { shapes[s.signature]!.rows.merge(s.rows) } else { shapes[s.signature] = s }
             }
