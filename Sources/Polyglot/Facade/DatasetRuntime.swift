@@ -23,7 +23,7 @@ final class DatasetRuntime: Sendable {
     let observer: DatasetObserver
     private let recorders = Mutex<[String: Telemetry.Recorder]>([:])
 
-    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, sampleEvery: Int = 16) throws {
+    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, sampleEvery: Int = 8) throws {
         self.spec = spec
         let cacheEntries = spec.projection(.cache).flatMap { engines[$0.engine]?.spec.options["maxEntries"] }.flatMap { Int($0) }
         observer = telemetry.observer(dataset: spec.name, engine: spec.engine, model: spec.model, sampleEvery: sampleEvery,
