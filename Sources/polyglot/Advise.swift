@@ -48,7 +48,7 @@ struct AdvisorOptions: ParsableArguments {
 
     static func header(_ report: AdvisorReport, _ path: String) -> String {
         let f = ISO8601DateFormatter()
-        return "Data map \(path); telemetry from \(f.string(from: report.from)) to \(f.string(from: report.to)) (\(report.intervals) intervals)"
+        return "Data map \(path); telemetry from \(f.string(from: report.from)) to \(f.string(from: report.to)) (\(report.intervals) interval\(report.intervals == 1 ? "" : "s"))"
     }
 }
 

@@ -194,3 +194,32 @@ import Testing
         #expect(r.dataMapDiff?.contains("kind: chroma") == true)
     }
 }
+
+/// Reads that examine many rows by design are not missing an index.
+@Suite struct AdvisorNoFalseIndexTests {
+    @Test func countsAndAggregatesOverManyRowsAreNotMissingAnIndex() async throws {
+        let db = try await Polyglot(map: DataMap(yaml: """
+        engines:
+          primary: { kind: sqlite, path: app.sqlite }
+        datasets:
+          events: { model: documents, engine: primary, fields: { kind: string } }
+          views: { model: timeSeries, engine: primary }
+        advisor: { sampleEvery: 1 }
+        """, baseDirectory: tempDir()), registry: .embedded)
+        let events = try db.documents("events")
+        try await events.putMany((0..<5000).map { ("e\($0)", ["kind": .string($0 % 2 == 0 ? "click" : "view")]) })
+        let views = try db.timeSeries("views")
+        let start = Date().addingTimeInterval(-3600)
+        try await views.append((0..<5000).map { Sample(series: "home", time: start.addingTimeInterval(Double($0) * 0.5), value: 1) })
+        for _ in 0..<10 {
+            _ = try await events.count()
+            _ = try await events.count(.field("kind") == "click")
+            _ = try await events.query(.all, limit: 20)
+            _ = try await views.aggregate("home", from: start, to: Date(), bucket: .seconds(600))
+        }
+        try await db.flushTelemetry()
+        let advice = try await Advisor(db: db).advise(window: .seconds(3600))
+        try await db.close()
+        #expect(!advice.contains { $0.rule == "missing-index" }, "\(advice.map { "\($0.dataset): \($0.rule)" })")
+    }
+}

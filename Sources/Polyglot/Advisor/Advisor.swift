@@ -175,7 +175,8 @@ public struct DatasetAudit: Sendable, Hashable, Codable {
             let target = Fmt.seconds(s.readTarget) * 1000
             let readsSlow = (p.pointReads.map { Int($0.count) >= s.minSamples && $0.p99 > target } ?? false)
             answers.append(Answer(question: "Read latency must be < \(Fmt.ms(s.readTarget)) and is not?",
-                                  answer: p.pointReads.map { "point-read p99 \(Fmt.ms($0.p99)) over \(Fmt.count($0.count)) reads" + (p.cache?.hitRate.map { ", cache hit rate \(Fmt.pct($0))" } ?? "") } ?? "no point reads measured",
+                                  answer: (spec?.projection(.cache) != nil && !readsSlow ? "served through a cache: " : "")
+                                    + (p.pointReads.map { "point-read p99 \(Fmt.ms($0.p99)) over \(Fmt.count($0.count)) reads" + (p.cache?.hitRate.map { ", cache hit rate \(Fmt.pct($0))" } ?? "") } ?? "no point reads measured"),
                                   yes: readsSlow || spec?.projection(.cache) != nil, engineKind: "cache layer (in-process, Redis, memcached)"))
             let vectorOps = p.vectorQueries?.count ?? 0
             answers.append(Answer(question: "Semantic / similarity search?",

@@ -323,6 +323,15 @@ public struct AdvisorRules: Sendable {
                 expectedEffect: "Hit rate from \(Fmt.pct(h)) to about \(Fmt.pct(grow.hitRate)) (simulated), at the cost of the memory those entries take.",
                 confidence: conf, confidenceReason: why, dataMapDiff: diff)]
         }
+        if let grow, c.engineKind != "memory" || c.maxEntries == nil {
+            // A Redis or memcached cache is sized outside the data map (maxmemory, -m): say how much room it needs.
+            return [Recommendation(
+                dataset: p.dataset, rule: "cache-hit-rate", kind: .antiPattern,
+                action: "Give the cache of '\(spec.name)' on '\(c.engine)' room for \(Fmt.count(grow.entries)) entries (its \(c.engineKind) memory limit, outside the data map): at \(Fmt.pct(h)) it is under the \(Fmt.pct(s.hitRateTarget)) target, and a simulated cache of that size reaches \(Fmt.pct(grow.hitRate)).",
+                evidence: evidence,
+                expectedEffect: "Hit rate from \(Fmt.pct(h)) to about \(Fmt.pct(grow.hitRate)) (simulated), if evictions are what keeps it low; a TTL shorter than the keys' reuse interval would also keep it low, which the simulation does not model.",
+                confidence: conf == .high ? .medium : conf, confidenceReason: why + "; the cache's real size is not in the data map")]
+        }
         let best = p.cacheEstimates.max { $0.hitRate < $1.hitRate }
         let diff = YAMLDiff.change(map) { m in
             if let i = m.datasets.firstIndex(where: { $0.name == spec.name }) { m.datasets[i].projections.removeAll { $0.kind == .cache } }

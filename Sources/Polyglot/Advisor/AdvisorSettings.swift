@@ -15,7 +15,7 @@ import Foundation
 ///   largeScan: 50ms           # a scan-like operation this long counts as a large scan
 ///   readHeavy: 0.9            # share of reads that makes a dataset read-heavy
 ///   minSamples: 100           # fewer measured operations than this give no latency verdict
-///   sampleEvery: 8            # record one key access in this many (rounded up to a power of two)
+///   sampleEvery: 16           # sample one read, and one key, in this many (rounded up to a power of two)
 ///   maxEngines: 4             # this many engines need a measured reason each
 /// ```
 public struct AdvisorSettings: Sendable, Hashable, Codable {
@@ -30,7 +30,7 @@ public struct AdvisorSettings: Sendable, Hashable, Codable {
     public var largeScan: Duration = .milliseconds(50)
     public var readHeavy: Double = 0.9
     public var minSamples: Int = 100
-    public var sampleEvery: Int = 8
+    public var sampleEvery: Int = 16
     public var maxEngines: Int = 4
 
     public init() {}
@@ -56,7 +56,7 @@ public struct AdvisorSettings: Sendable, Hashable, Codable {
         if largeScan <= .zero { bad("largeScan", "\(largeScan)", "Use a positive duration such as 50ms.") }
         if !(readHeavy > 0 && readHeavy <= 1) { bad("readHeavy", "\(readHeavy)", "Use a fraction in (0, 1], e.g. 0.9.") }
         if minSamples < 1 { bad("minSamples", "\(minSamples)", "Use a positive count such as 100.") }
-        if !(1...65536).contains(sampleEvery) { bad("sampleEvery", "\(sampleEvery)", "Use 1 (every access) to 65536; 8 is the default.") }
+        if !(1...65536).contains(sampleEvery) { bad("sampleEvery", "\(sampleEvery)", "Use 1 (every access) to 65536; 16 is the default.") }
         if maxEngines < 2 { bad("maxEngines", "\(maxEngines)", "Use 2 or more; 4 is the default.") }
         return out
     }

@@ -127,8 +127,8 @@ public enum YAMLDiff {
         var i = 0, j = 0
         while i < n || j < m {
             if i < n, j < m, a[i] == b[j] { ops.append(.same(a[i], i)); i += 1; j += 1 }
-            else if j < m, i == n || lcs[i][j + 1] >= lcs[i + 1][j] { ops.append(.add(b[j])); j += 1 }
-            else { ops.append(.del(a[i], i)); i += 1 }
+            else if i < n, j == m || lcs[i + 1][j] >= lcs[i][j + 1] { ops.append(.del(a[i], i)); i += 1 }   // removals first
+            else { ops.append(.add(b[j])); j += 1 }
         }
         func indent(_ s: String) -> Int { s.prefix { $0 == " " }.count }
         var out = ["--- \(oldName)", "+++ \(newName)"]

@@ -28,6 +28,7 @@ public final class DatasetObserver: Sendable {
     struct State {
         var start: Date
         var caches: MiniatureCaches
+        var ticksAtDrain: UInt64 = 0
         var hotKeys = SpaceSaving(capacity: 32)
         var examined: [String: ExaminedRows] = [:]
         var shapes: [String: QueryShape] = [:]
@@ -142,7 +143,7 @@ public final class DatasetObserver: Sendable {
         state.withLock { s in
             s.touched = true
             s.examined[operation, default: ExaminedRows()].merge(rows)
-            guard !fields.isEmpty else { return }
+            guard !fields.isEmpty, operation == "query" || operation == "select" else { return }
             let sig = fields.keys.sorted().joined(separator: ",")
             if s.shapes[sig] != nil { s.shapes[sig]!.rows.merge(rows) } else if s.shapes.count < DatasetObserver.shapeCap {
                 s.shapes[sig] = QueryShape(fields: fields, rows: rows)
@@ -189,15 +190,19 @@ public final class DatasetObserver: Sendable {
     /// Takes what was recorded since the previous drain. Always returns an observation when the dataset declares
     /// fields (so schema changes are seen even in quiet intervals) or something was recorded.
     func drain(now: Date) -> WorkloadObservation {
-        let (s, curve, workingSet) = state.withLock { s -> (State, [CacheCurvePoint], Int?) in
+        let (s, curve, workingSet, reads) = state.withLock { s -> (State, [CacheCurvePoint], Int?, UInt64) in
             let taken = s
             let curve = s.caches.takeCounts()
+            let ticks = self.ticks.load(ordering: .relaxed)
+            let reads = ticks &- s.ticksAtDrain
+            s.ticksAtDrain = ticks
             s.reset(start: now)
-            return (taken, curve, s.caches.workingSetEstimate)
+            return (taken, curve, s.caches.workingSetEstimate, reads)
         }
         var o = WorkloadObservation(dataset: dataset, engine: engine, intervalStart: s.start, intervalEnd: now, model: model)
         o.cacheCurve = curve.contains { $0.lookups > 0 } ? curve : []
         o.cacheSampleEvery = sampleEvery
+        o.cacheReads = reads
         o.workingSet = workingSet
         o.hotKeys = s.hotKeys
         o.examined = s.examined

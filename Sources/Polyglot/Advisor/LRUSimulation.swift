@@ -130,13 +130,14 @@ public struct MiniatureCaches: Sendable {
     /// The largest simulated cache holds this many sampled entries at most.
     static let maxSampledEntries = 131_072
     /// The sizes simulated by default, in entries.
-    public static let ladder = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000]
+    public static let ladder = [100, 1_000, 10_000, 100_000, 1_000_000]
 
     public init(every: Int, sizes: [Int] = MiniatureCaches.ladder) {
         let e = max(1, every)
         self.every = e
         threshold = (UInt64(1) << 63) / UInt64(e)
-        let kept = Set(sizes).filter { $0 / e >= 1 && $0 / e <= MiniatureCaches.maxSampledEntries }.sorted()
+        // A simulated cache of fewer than 8 sampled entries says little about the real one: such sizes are left out.
+        let kept = Set(sizes).filter { $0 / e >= min(8, max(1, 100 / e)) && $0 / e <= MiniatureCaches.maxSampledEntries }.sorted()
         self.sizes = kept
         lrus = kept.map { LRUSimulation.LRU(capacity: max(1, $0 / e)) }
         lookups = Array(repeating: 0, count: kept.count)

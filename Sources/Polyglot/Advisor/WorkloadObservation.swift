@@ -16,10 +16,15 @@ public struct KeyTrace: Sendable, Hashable, Codable {
         self.init(every: every, entries: accesses.map { $0.isWrite ? ($0.key | KeyTrace.writeBit) : ($0.key & ~KeyTrace.writeBit) })
     }
 
-    /// FNV-1a over the key's UTF-8 bytes, with the top bit cleared (it marks writes).
+    /// FNV-1a over the key's UTF-8 bytes, then MurmurHash3's 64-bit finalizer, with the top bit cleared (it marks
+    /// writes). The finalizer matters: FNV-1a alone barely changes its high bits for keys that differ in their last
+    /// character (`p101`, `p102`), and the simulated caches sample keys by the high bits.
     public static func hash(_ key: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        h ^= h >> 33; h = h &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33; h = h &* 0xc4ce_b9fe_1a85_ec53
+        h ^= h >> 33
         return h & ~writeBit
     }
 
@@ -116,6 +121,8 @@ public struct WorkloadObservation: Sendable, Hashable, Codable {
     public var cacheCurve: [CacheCurvePoint] = []
     /// One key in this many is simulated.
     public var cacheSampleEvery: Int = 1
+    /// Point reads of the interval, sampled or not: the sample should have seen `cacheReads / cacheSampleEvery`.
+    public var cacheReads: UInt64 = 0
     /// Distinct keys read (since their last write), estimated from the sample; nil when more than the largest simulated cache holds.
     public var workingSet: Int?
     /// Hot keys among the sampled accesses.

@@ -235,7 +235,8 @@ public struct WorkloadProfiler: Sendable {
         var shapes: [String: QueryShape] = [:]
         for o in mine {
             sketch.merge(o.hotKeys)
-            for (_, e) in o.examined { examined.merge(e) }
+            // Only row-returning filtered queries: a count or an aggregate reads many rows to return one by design.
+            for (op, e) in o.examined where op == "query" || op == "select" { examined.merge(e) }
             for s in o.queryShapes {
                 if shapes[s.signature] != nil { shapes[s.signature]!.rows.merge(s.rows) } else { shapes[s.signature] = s }
             }
@@ -251,7 +252,7 @@ public struct WorkloadProfiler: Sendable {
             p.hotKeys = sketch.top(10).map { HotKey(key: $0.key, share: Double($0.count - $0.error) / Double(sketch.total)) }
             p.top10Share = sketch.guaranteedShare(ofTop: 10)
         }
-        p.cacheEstimates = cacheEstimates(mine, reads: p.pointReads?.count)
+        p.cacheEstimates = cacheEstimates(mine)
         p.schema = churn(spec, mine)
 
         // Scans and interference, against every dataset's scans on the same engine.
@@ -268,26 +269,24 @@ public struct WorkloadProfiler: Sendable {
 
     /// Hit rates of the simulated caches over the window. With one key in `every` simulated, a hot key's luck
     /// (in or out of the sample) would swing the estimate, so, as SHARDS-adj does, the difference between the
-    /// reads the sample should have seen (telemetry reads / every) and those it saw is counted as hits or removed
-    /// from them.
-    func cacheEstimates(_ mine: [WorkloadObservation], reads: UInt64?) -> [CacheEstimate] {
-        var sums: [Int: (lookups: UInt64, hits: UInt64)] = [:]
-        var every = 1
+    /// reads the sample should have seen (the interval's reads / every) and those it saw is counted as hits or
+    /// removed from them. Each size is judged over the intervals that simulated it.
+    func cacheEstimates(_ mine: [WorkloadObservation]) -> [CacheEstimate] {
+        var sums: [Int: (lookups: UInt64, hits: UInt64, expected: Double)] = [:]
         for o in mine {
-            every = max(every, o.cacheSampleEvery)
             for pt in o.cacheCurve {
-                sums[pt.entries, default: (0, 0)].lookups += pt.lookups
-                sums[pt.entries, default: (0, 0)].hits += pt.hits
+                var sum = sums[pt.entries] ?? (0, 0, 0)
+                sum.lookups += pt.lookups
+                sum.hits += pt.hits
+                sum.expected += Double(o.cacheReads) / Double(max(1, o.cacheSampleEvery))
+                sums[pt.entries] = sum
             }
         }
         return sums.keys.sorted().compactMap { entries in
-            let (lookups, hits) = sums[entries]!
+            let (lookups, hits, expected) = sums[entries]!
             guard lookups > 0 else { return nil }
             var rate = Double(hits) / Double(lookups)
-            if every > 1, let reads, reads > 0 {
-                let expected = Double(reads) / Double(every)
-                rate = min(1, max(0, (Double(hits) + expected - Double(lookups)) / expected))
-            }
+            if expected >= 1 { rate = min(1, max(0, (Double(hits) + expected - Double(lookups)) / expected)) }
             return CacheEstimate(entries: entries, hitRate: rate)
         }
     }

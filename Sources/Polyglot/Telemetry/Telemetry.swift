@@ -165,7 +165,7 @@ public final class Telemetry: Sendable {
     public init() {}
 
     /// The advisor's sampler for `dataset`, created on first use.
-    public func observer(dataset: String, engine: String, model: DataModel? = nil, sampleEvery: Int = 8,
+    public func observer(dataset: String, engine: String, model: DataModel? = nil, sampleEvery: Int = 16,
                          declaredFields: [String] = [], cacheSizes: [Int] = []) -> DatasetObserver {
         let key = dataset + "\u{1F}" + engine
         return observers.withLock { map in
