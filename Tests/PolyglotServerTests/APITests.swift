@@ -174,9 +174,12 @@ struct APITests {
             let last = try #require(status.json["series"]?.arrayValue?.last)
             #expect(last["caches"]?["cache"]?["hits"]?.doubleValue ?? 0 >= 19)
             #expect(status.json["projections"]?.arrayValue?.count == 3)
-            let advice = try await c.call(.get, "/v1/advice")
-            #expect(advice.json["recommendations"] == [])
-            #expect(advice.json["available"] == false)
+            // The advisor's verdicts, each with its evidence (at least "stay as you are" for every dataset).
+            let advice = try await c.call(.get, "/v1/advice?window=1h")
+            #expect(advice.json["available"] == true)
+            let recs = advice.json["recommendations"]?.arrayValue ?? []
+            #expect(!recs.isEmpty && recs.allSatisfy { $0["dataset"]?.stringValue != nil && $0["rule"]?.stringValue != nil && $0["action"]?.stringValue != nil })
+            #expect(try await c.call(.get, "/v1/advice?window=soon").status == .badRequest)
             let metrics = try await c.call(.get, "/metrics")
             #expect(metrics.text.contains("polyglot_http_requests_total"))
             let page = try await c.call(.get, "/")

@@ -59,10 +59,11 @@ extension PolyglotServer {
                                                                          required: ["map", "engines", "datasets", "caches", "projections", "series", "server"]))],
                       handler: statusHandler),
             RouteSpec(method: .get, path: "/v1/advice", operationId: "advice",
-                      summary: "The advisor's recommendations, each with its evidence. Empty until the advisor is wired in.",
+                      summary: "The advisor's recommendations for the telemetry of the last `window`, each with its measured evidence, expected effect, confidence and data map diff (what `polyglot advise --json` prints).",
                       tag: "operations", access: .server(.admin),
-                      responses: [200: R.ok("Recommendations (possibly none).", Schema.object([
-                          "available": Schema.boolean, "recommendations": Schema.array(Schema.anyObject), "note": Schema.string],
+                      parameters: [P.query("window", "How much telemetry history to read, e.g. 1h, 24h or 7d (default 24h).")],
+                      responses: [200: R.ok("Recommendations; \"stay as you are\" ones when nothing is wrong.", Schema.object([
+                          "available": Schema.boolean, "window": Schema.string, "recommendations": Schema.array(Schema.anyObject), "note": Schema.string],
                           required: ["available", "recommendations"]))],
                       handler: adviceHandler),
         ]
@@ -99,8 +100,15 @@ extension PolyglotServer {
     }
 
     @Sendable func adviceHandler(_ request: Request, _ context: APIContext) async throws -> Response {
-        // The advisor lands in its own branch; until it is wired here, say so instead of inventing advice.
-        Self.json(["available": false, "recommendations": [], "note": "The advisor is not connected to this server yet."])
+        let raw = Self.query(request, "window") ?? "24h"
+        guard let window = DataMap.parseDuration(raw), window > .zero, window <= .seconds(366 * 86_400) else {
+            throw Problem.badRequest("invalid-argument", "window '\(raw)' is not a duration of up to a year.", fix: "Pass e.g. window=1h, 24h or 7d.")
+        }
+        let recommendations = try await Advisor(db: db).advise(window: window)
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        return Self.json(["available": true, "window": .string(raw), "recommendations": try JSON(parsing: encoder.encode(recommendations))],
+                         headers: Self.noStore)
     }
 
     @Sendable func statusHandler(_ request: Request, _ context: APIContext) async throws -> Response {

@@ -300,8 +300,11 @@ enum Dashboard {
     function drawAdvice(advice) {
       const recs = (advice && advice.recommendations) || [];
       if (!recs.length) { $("advice").innerHTML = `<p class="empty" data-testid="no-advice">no advice yet</p>`; return; }
-      $("advice").innerHTML = recs.map((r) => `<div class="advice-item"><b>${esc(r.title || r.summary || r.kind || "recommendation")}</b>
-        <div>${esc(r.detail || r.message || "")}</div>${r.evidence ? `<div class="muted small">${esc(typeof r.evidence === "string" ? r.evidence : JSON.stringify(r.evidence))}</div>` : ""}</div>`).join("");
+      $("advice").innerHTML = recs.map((r) => `<div class="advice-item" data-rule="${esc(r.rule)}" data-dataset="${esc(r.dataset)}">
+        <b>${esc(r.dataset === "*" ? "all datasets" : r.dataset)}: ${esc(r.action)}</b> <span class="muted small">${esc(r.kind)} · ${esc(r.confidence)} confidence</span>
+        <div class="muted small">${(r.evidence || []).map((e) => esc(e.metric + ": " + e.value + (e.threshold ? " (" + (e.crossed ? "crosses " : "within ") + e.threshold + ")" : ""))).join(" · ")}</div>
+        <div class="small">${esc(r.expectedEffect || "")}</div>
+        ${r.dataMapDiff ? `<pre class="small">${esc(r.dataMapDiff)}</pre>` : ""}</div>`).join("");
     }
 
     async function refresh() {
