@@ -102,9 +102,12 @@ struct APITests {
             #expect(set.headers[HTTPField.Name("Polyglot-Token")!] != nil)
             let got = try await c.call(.get, "/v1/kv/sessions/s%3A1")
             #expect(got.status == .ok && got.text == "customer-7")
-            #expect(try await c.call(.put, "/v1/kv/sessions/short?ttl=300ms", body: "x").status == .ok)
-            #expect(try await c.call(.get, "/v1/kv/sessions/short").status == .ok)
-            try await Task.sleep(for: .milliseconds(600))
+            // TTL: present while young (checked only if the machine answered within the TTL), gone after it.
+            let written = ContinuousClock.now
+            #expect(try await c.call(.put, "/v1/kv/sessions/short?ttl=1s", body: "x").status == .ok)
+            let young = try await c.call(.get, "/v1/kv/sessions/short")
+            if ContinuousClock.now - written < .milliseconds(900) { #expect(young.status == .ok) }
+            try await Task.sleep(until: written + .milliseconds(1500))
             #expect(try await c.call(.get, "/v1/kv/sessions/short").status == .notFound)
             #expect(try await c.call(.put, "/v1/kv/sessions/k?ttl=soon", body: "x").problemCode == "bad-query")
 

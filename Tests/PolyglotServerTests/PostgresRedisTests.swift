@@ -22,7 +22,7 @@ struct PostgresRedisTests {
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let map = """
         engines:
-          primary: { kind: postgres, url: "\(pg)" }
+          primary: { kind: postgres, url: "\(pg)", options: { schema: srv_\(suffix) } }
           cache:   { kind: redis, url: "\(redis)", options: { keyPrefix: "srvtest-\(suffix):" } }
         datasets:
           products_\(suffix):
@@ -73,7 +73,6 @@ struct PostgresRedisTests {
             let cache = try #require(status.json["caches"]?.arrayValue?.first)
             #expect((cache["hits"]?.doubleValue ?? 0) >= 4)
             #expect(try await c.call(.delete, "/v1/documents/\(products)/p1", headers: app).status == .ok)
-            _ = try await f.db.sql(on: "primary", "DROP TABLE IF EXISTS \(products), sessions_\(suffix), views_\(suffix) CASCADE")
         }
     }
 }
