@@ -71,6 +71,22 @@ struct APITests {
             } while cursor != nil
             #expect(seen == stride(from: 24, through: 4, by: -2).map { "p\($0)" })
 
+            // In id order, pages are keyset pages: deleting what was already read does not shift the next page.
+            var inOrder: [String] = []
+            cursor = nil
+            repeat {
+                let page = try await c.call(.get, "/v1/documents/products?limit=5" + (cursor.map { "&cursor=\($0)" } ?? ""))
+                let ids = page.json["items"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
+                if inOrder.isEmpty { for id in ids { _ = try await c.call(.delete, "/v1/documents/products/\(id)") } }
+                inOrder += ids
+                cursor = page.json["next"]?.stringValue
+            } while cursor != nil
+            #expect(inOrder == (1...25).map { "p\($0)" }.sorted(), "\(inOrder)")
+            for id in inOrder.prefix(5) {
+                let restore = try await c.call(.put, "/v1/documents/products/\(id)", json: #"{"name":"restored","price":\#(id.dropFirst()),"category":"\#(Int(id.dropFirst())! % 2 == 0 ? "shoes" : "hats")"}"#)
+                #expect(restore.status == .ok || restore.status == .created)
+            }
+
             // A cursor only fits its own query.
             let first = try await c.call(.get, "/v1/documents/products?limit=2")
             let next = try #require(first.json["next"]?.stringValue)

@@ -73,8 +73,11 @@ extension PolyglotServer {
         try db.documents(try Self.path(context, "dataset"))
     }
 
+    /// A page cursor: in id order (no sort) the last id of the page, so writes between pages shift nothing
+    /// (keyset paging); with sort keys, an offset. It also carries a fingerprint of the filter and sort.
     struct Cursor {
-        var offset: Int
+        enum Position: Equatable { case after(String), offset(Int) }
+        var position: Position
         var fingerprint: UInt64
 
         static func fingerprint(_ filter: String, _ sort: String) -> UInt64 {
@@ -83,21 +86,32 @@ extension PolyglotServer {
             return h
         }
         var text: String {
-            Data("\(offset).\(String(fingerprint, radix: 16))".utf8).base64EncodedString()
+            let where_: String
+            switch position {
+            case .after(let id): where_ = "k" + id
+            case .offset(let o): where_ = "o" + String(o)
+            }
+            return Data("c2|\(String(fingerprint, radix: 16))|\(where_)".utf8).base64EncodedString()
                 .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         }
-        init(offset: Int, fingerprint: UInt64) { self.offset = offset; self.fingerprint = fingerprint }
+        init(_ position: Position, fingerprint: UInt64) { self.position = position; self.fingerprint = fingerprint }
         init(_ text: String, expected: UInt64) throws {
             var b64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
             while b64.count % 4 != 0 { b64 += "=" }
             guard let data = Data(base64Encoded: b64), let s = String(data: data, encoding: .utf8) else { throw Self.bad }
-            let parts = s.split(separator: ".")
-            guard parts.count == 2, let o = Int(parts[0]), o >= 0, let f = UInt64(parts[1], radix: 16) else { throw Self.bad }
+            let parts = s.split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3, parts[0] == "c2", let f = UInt64(parts[1], radix: 16), let kind = parts[2].first else { throw Self.bad }
             guard f == expected else {
                 throw Problem.badRequest("bad-cursor", "This cursor belongs to a query with another filter or sort.",
                                          fix: "Pass the same filter and sort as the request that returned the cursor.")
             }
-            offset = o; fingerprint = f
+            let rest = String(parts[2].dropFirst())
+            switch kind {
+            case "k" where !rest.isEmpty: position = .after(rest)
+            case "o": guard let o = Int(rest), o >= 0 else { throw Self.bad }; position = .offset(o)
+            default: throw Self.bad
+            }
+            fingerprint = f
         }
         static let bad = Problem.badRequest("bad-cursor", "The cursor is not one this server issued.", fix: "Pass the `next` value of the previous page unchanged.")
     }
@@ -109,8 +123,13 @@ extension PolyglotServer {
         let sort = try FilterJSON.sort(sortText)
         let limit = try Self.queryInt(request, "limit", default: 50, in: 1...1000)
         let fingerprint = Cursor.fingerprint(Self.query(request, "filter") ?? "", sortText)
-        let offset = try Self.query(request, "cursor").map { try Cursor($0, expected: fingerprint).offset } ?? 0
-        let page = try await docs.query(filter, sort: sort, limit: limit + 1, offset: offset)
+        let position = try Self.query(request, "cursor").map { try Cursor($0, expected: fingerprint).position } ?? (sort.isEmpty ? nil : .offset(0))
+        let page: [Document]
+        switch position {
+        case .after(let id)?: page = try await docs.query(filter, limit: limit + 1, after: id)
+        case .offset(let o)?: page = try await docs.query(filter, sort: sort, limit: limit + 1, offset: o)
+        case nil: page = try await docs.query(filter, limit: limit + 1)
+        }
         var out = Data("{\"items\":[".utf8)
         for (i, d) in page.prefix(limit).enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
@@ -120,7 +139,19 @@ extension PolyglotServer {
             out.append(d.data)
             out.append(UInt8(ascii: "}"))
         }
-        let next = page.count > limit ? JSON.string(Cursor(offset: offset + limit, fingerprint: fingerprint).text) : JSON.null
+        var next = JSON.null
+        if page.count > limit {
+            // In id order the next page starts after this page's last id; sorted pages go by offset.
+            let following: Cursor.Position
+            if sort.isEmpty, let last = page.prefix(limit).last {
+                following = .after(last.id)
+            } else if case .offset(let o)? = position {
+                following = .offset(o + limit)
+            } else {
+                following = .offset(limit)
+            }
+            next = .string(Cursor(following, fingerprint: fingerprint).text)
+        }
         out.append(contentsOf: Data("],\"next\":".utf8))
         out.append(next.serialized())
         out.append(UInt8(ascii: "}"))
