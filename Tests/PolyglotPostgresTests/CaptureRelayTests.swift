@@ -48,6 +48,9 @@ import Testing
         let running = Task { try await relay.run() }
         let orders = try db.table("orders")
         try await Self.eventually("the snapshot copied the row written before capture") { try await orders.search("turing").map(\.id) == ["o0"] }
+        // Each copy takes its own snapshot after creating its own slot; a change committed between the two would be
+        // both in the snapshot and in the slot (applied twice; for analytics, two rows). Let both finish first.
+        try await Self.eventually("the analytics snapshot is taken") { try await db.table("orders_analytics").count() == 1 }
 
         // Another service inserts, updates and deletes with plain SQL, outside Polyglot.
         try await withRawPostgres(PGServers.pg18) { client in
