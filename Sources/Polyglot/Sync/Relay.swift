@@ -291,7 +291,8 @@ final class RelayWorker: Sendable {
     var leaseKey: String { "lease\u{1F}\(copy.name)" }
     var lockKey: String { "lock\u{1F}\(copy.name)" }
     var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
-    /// A captured copy's initial snapshot: the last key copied, then `done` (absent before the first page).
+    /// A captured copy's initial snapshot: `<rows copied>\u{1F}<last key>` after each page, then `done` (absent
+    /// before the first page). Written in the step's transaction, with the page it records.
     var snapshotKey: String { "snapshot\u{1F}\(copy.name)" }
     static let snapshotDone = "\u{1F}done"
 
@@ -301,10 +302,12 @@ final class RelayWorker: Sendable {
         guard copy.dataset.capture, copy.kind != .cache, checkpoint.cursor.isEmpty else { return nil }
         let raw = try await kv.get(snapshotKey).map { String(decoding: $0, as: UTF8.self) }
         if raw == Self.snapshotDone { return nil }
-        let after = raw.flatMap { $0.isEmpty ? nil : $0 }
+        let saved = raw?.split(separator: "\u{1F}", maxSplits: 1, omittingEmptySubsequences: false)
+        // Rows copied so far number the snapshot's events, so analytics rows of different pages never collide.
+        var offset = saved.flatMap { $0.first.flatMap { Int($0) } } ?? 0
+        let after = saved.flatMap { $0.count > 1 ? String($0[1]) : nil }
         let limit = options.batchSize
         var events: [ChangeEvent] = []
-        var offset = try await kv.get(snapshotKey + "\u{1F}count").flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
         func event(_ key: String, _ payload: Data) -> ChangeEvent {
             offset += 1
             return ChangeEvent(position: 0, dataset: copy.dataset.name, key: key, operation: "put", payload: payload, sequence: offset)
@@ -324,16 +327,11 @@ final class RelayWorker: Sendable {
                 last = key
             }
         }
-        if events.isEmpty || events.count < limit {
-            if !events.isEmpty || raw == nil {
-                logger.info("relay: snapshot of a captured dataset copied", metadata: ["copy": "\(copy.name)", "rows": "\(offset)"])
-            }
-            _ = try await kv.set(snapshotKey + "\u{1F}count", Data(String(offset).utf8), ttl: nil)
-            if events.isEmpty { _ = try await kv.set(snapshotKey, Data(Self.snapshotDone.utf8), ttl: nil); return nil }
+        if events.count < limit {
+            logger.info("relay: snapshot of a captured dataset copied", metadata: ["copy": "\(copy.name)", "rows": "\(offset)"])
             return (events, Self.snapshotDone)
         }
-        _ = try await kv.set(snapshotKey + "\u{1F}count", Data(String(offset).utf8), ttl: nil)
-        return (events, last ?? "")
+        return (events, "\(offset)\u{1F}\(last ?? "")")
     }
 
     func status() -> RelayStatus {
