@@ -39,18 +39,22 @@ import Testing
         registry.registerRedis()
         let db = try await Polyglot(map: Self.map(redis: redis), registry: registry)
         let schema = try #require(PostgresRelayTests.schemaOf(db, "primary"))
-        // A row from before capture was switched on: the relay's initial snapshot copies it.
+        // Rows from before capture was switched on: the relay's initial snapshot copies them, two per step.
         try await withRawPostgres(PGServers.pg18) { client in
-            try await rawTransaction(client, ["INSERT INTO \"\(schema)\".orders(id, customer, total) VALUES ('o0', 'Alan Turing', 1)"])
+            try await rawTransaction(client, ["INSERT INTO \"\(schema)\".orders(id, customer, total) VALUES ('o0', 'Alan Turing', 1), "
+                                              + (1...4).map { "('s\($0)', 'Snapshot Person \($0)', \($0))" }.joined(separator: ", ")])
         }
-        let relay = db.relay(RelayOptions(idleInterval: .milliseconds(20), holder: "cdc"))
+        let relay = db.relay(RelayOptions(batchSize: 2, idleInterval: .milliseconds(20), holder: "cdc"))
         #expect(Set(relay.copies.map(\.name)) == ["orders@index", "orders.analytics@index", "products.cache@cache"])
         let running = Task { try await relay.run() }
         let orders = try db.table("orders")
-        try await Self.eventually("the snapshot copied the row written before capture") { try await orders.search("turing").map(\.id) == ["o0"] }
+        try await Self.eventually("the snapshot copied the rows written before capture") {
+            let turing = try await orders.search("turing").map(\.id), people = try await orders.search("snapshot person")
+            return turing == ["o0"] && people.count == 4
+        }
         // Each copy takes its own snapshot after creating its own slot; a change committed between the two would be
         // both in the snapshot and in the slot (applied twice; for analytics, two rows). Let both finish first.
-        try await Self.eventually("the analytics snapshot is taken") { try await db.table("orders_analytics").count() == 1 }
+        try await Self.eventually("the analytics snapshot is taken") { try await db.table("orders_analytics").count() == 5 }
 
         // Another service inserts, updates and deletes with plain SQL, outside Polyglot.
         try await withRawPostgres(PGServers.pg18) { client in
@@ -71,10 +75,10 @@ import Testing
         // The analytics table holds the snapshot's row, then one row per change, whoever made it (the update and
         // the delete of one transaction share its position and are told apart by `event`).
         try await Self.eventually("the analytics table has every change") {
-            try await db.table("orders_analytics").count() == 6
+            try await db.table("orders_analytics").count() == 10
         }
         let rows = try await db.table("orders_analytics").select(sort: [.ascending("position"), .ascending("event")])
-        #expect(rows.map { "\($0["op"]?.stringValue ?? "?") \($0["key"]?.stringValue ?? "?")" } == ["put o0", "put o1", "put o2", "put o1", "delete o2", "put o3"], "\(rows)")
+        #expect(rows.map { "\($0["op"]?.stringValue ?? "?") \($0["key"]?.stringValue ?? "?")" } == ["put o0", "put s1", "put s2", "put s3", "put s4", "put o1", "put o2", "put o1", "delete o2", "put o3"], "\(rows)")
 
         // A cached document changed behind Polyglot's back: the relay drops the cache entry.
         let products = try db.documents("products")
