@@ -15,12 +15,23 @@ struct ClientBenchOptions: Sendable {
     var url = ""
     var only: Set<String>?
     var requests = 1_000_000
-    var latencyRequests = 50_000
+    var latencyRequests = 20_000
+    /// Latency rounds: more and shorter than the throughput rounds, because a round trip's time swings with what
+    /// else the host runs, and many paired rounds give a steadier median ratio.
+    var latencyRounds = 11
     var size = 64
     var clients = 50
     var pipeline = 16
     var rounds = 5
     var tests = ["SET", "GET"]
+    /// Whether the event-loop variant of the throughput benchmark uses every loop of NIO's group (`--loops all`)
+    /// instead of one loop (the default, the same shape as redis-benchmark: one thread for all connections).
+    var allLoops = false
+    /// Pin the server to CPU 0 and the clients (this process, redis-benchmark) to the other CPUs (`--no-pin`: don't).
+    var pin = true
+    /// `--profile default|loop|raw`: run only that latency loop, once, with no redis-benchmark and no pinning (for
+    /// `perf stat` and `perf record`).
+    var profile: String?
 
     init(_ args: [String]) throws {
         var quick = false
@@ -46,13 +57,23 @@ struct ClientBenchOptions: Sendable {
             case "--only": only = Set(try value().split(separator: ",").map(String.init))
             case "--requests": requests = try int()
             case "--latency-requests": latencyRequests = try int()
+            case "--latency-rounds": latencyRounds = try int()
             case "--size": size = try int()
             case "--clients": clients = try int()
             case "--pipeline": pipeline = try int()
             case "--rounds": rounds = try int()
+            case "--loops":
+                let v = try value()
+                guard v == "1" || v == "all" else { throw ClientBenchError("--loops takes 1 or all, not '\(v)'") }
+                allLoops = v == "all"
+            case "--no-pin": pin = false
+            case "--profile":
+                let v = try value()
+                guard ["default", "loop", "raw"].contains(v) else { throw ClientBenchError("--profile takes default, loop or raw, not '\(v)'") }
+                profile = v
             case "--tests": tests = try value().uppercased().split(separator: ",").map(String.init)
             case "--help", "-h":
-                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pipeline P] [--rounds R]")
+                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--profile default|loop|raw]")
                 exit(0)
             default: break
             }
@@ -61,6 +82,7 @@ struct ClientBenchOptions: Sendable {
         if quick {
             if !given.contains("--requests") { requests = 200_000 }
             if !given.contains("--latency-requests") { latencyRequests = 10_000 }
+            if !given.contains("--latency-rounds") { latencyRounds = 1 }
             if !given.contains("--rounds") { rounds = 1 }
         }
         if url.isEmpty { url = ClientBenchOptions.defaultURL() }
@@ -87,8 +109,20 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
     guard let peer = which("redis-benchmark") else {
         throw ClientBenchError("redis-benchmark is not installed (apt-get install redis-tools)")
     }
+    if let variant = o.profile {
+        let r: LatencyResult
+        switch variant {
+        case "raw": r = try await rawNIOLatency(o, host: config.host, port: config.port)
+        default: r = try await clientLatency(o, onEventLoop: variant == "loop")
+        }
+        print("\(variant): \(o.latencyRequests) GETs one at a time, \(r)")
+        return
+    }
     print("Redis client benchmarks against \(config.address) (\(try await serverVersion(o.url))); redis-benchmark: \(peer)")
-    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, shared by the server, redis-benchmark and this client")
+    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores; the server, redis-benchmark and this client run on it; load average \(loadAverage())")
+    let pinning = o.pin ? await CPUPinning.apply(url: o.url) : nil
+    if !o.pin { print("CPU pinning: off (--no-pin); the server and both clients share every CPU") }
+    defer { pinning?.restore() }
     print("")
     var rows: [(String, String, String, String, String, String)] = []
 
@@ -115,21 +149,33 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
     }
 
     if o.runs("latency") {
-        print("Latency: 1 connection, no pipelining, GET of a \(o.size)-byte value, \(o.latencyRequests) requests, \(o.rounds) rounds (medians)")
-        var ours: [Double] = []
-        var oursLoop: [Double] = []
-        var theirs: [Double] = []
-        for round in 1...o.rounds {
+        print("Latency: 1 connection, no pipelining, GET of a \(o.size)-byte value, \(o.latencyRequests) requests, \(o.latencyRounds) rounds (ratio = median of the per-round ratios)")
+        print("  p50: redis-benchmark's comes from a histogram of 8 µs buckets, given as the bucket's top (55 µs means 48-55 µs);")
+        print("  ours is exact, and in brackets as that histogram would give it. The p50 ratios compare the bracketed values.")
+        print("  per request: the run's wall-clock time / requests (for redis-benchmark 1 / its rps), a round trip plus the")
+        print("  client's turnaround to the next request. redis-benchmark's p50 leaves out its turnaround, during which the")
+        print("  server finishes its own turn; this measure counts the whole cycle on both sides.")
+        var ours: [Double] = [], oursLoop: [Double] = [], theirs: [Double] = []
+        var cycle: [Double] = [], cycleLoop: [Double] = [], cycleRaw: [Double] = [], theirCycle: [Double] = []
+        for round in 1...o.latencyRounds {
             let t = try await peerRun(peer, config, ["-c", "1", "-P", "1", "-t", "get", "-d", "\(o.size)", "-n", "\(o.latencyRequests)"])
             theirs.append(t.p50Milliseconds * 1000)
-            let (p50, p99) = try await clientLatency(o)
-            ours.append(p50)
-            let (lp50, lp99) = try await clientLatency(o, onEventLoop: true)
-            oursLoop.append(lp50)
-            print("  round \(round): redis-benchmark p50 \(us(t.p50Milliseconds * 1000)); PolyglotRedis p50 \(us(p50)) (p99 \(us(p99))), tasks on the event loop p50 \(us(lp50)) (p99 \(us(lp99)))")
+            theirCycle.append(1e6 / t.rps)
+            let d = try await clientLatency(o)
+            let l = try await clientLatency(o, onEventLoop: true)
+            let r = try await rawNIOLatency(o, host: config.host, port: config.port)
+            ours.append(d.p50Reported)
+            oursLoop.append(l.p50Reported)
+            cycle.append(d.perRequest)
+            cycleLoop.append(l.perRequest)
+            cycleRaw.append(r.perRequest)
+            print("  round \(round): redis-benchmark p50 \(us(t.p50Milliseconds * 1000)), \(us(1e6 / t.rps)) per request; PolyglotRedis \(d); tasks on the event loop \(l); a bare NIO handler (no client code) \(r)")
         }
-        let (u, l, t) = (median(ours), median(oursLoop), median(theirs))
-        rows.append(("GET round trip p50, -c 1 -P 1 (µs)", us(u), us(l), us(t), pairedRatio(ours, theirs, "≤ 1.20"), pairedRatio(oursLoop, theirs, "≤ 1.20")))
+        rows.append(("GET round trip p50, -c 1 -P 1 (µs, as redis-benchmark reports it)", us(median(ours)), us(median(oursLoop)), us(median(theirs)),
+                     pairedRatio(ours, theirs, "≤ 1.20"), pairedRatio(oursLoop, theirs, "≤ 1.20")))
+        rows.append(("GET time per request, -c 1 -P 1 (µs)", us(median(cycle)), us(median(cycleLoop)), us(median(theirCycle)),
+                     pairedRatio(cycle, theirCycle, "≤ 1.20"), pairedRatio(cycleLoop, theirCycle, "≤ 1.20")))
+        print("  a bare NIO handler's time per request against redis-benchmark's: \(String(format: "%.2f", median(zip(cycleRaw, theirCycle).map { $0 / $1 })))")
         print("")
     }
 
@@ -137,6 +183,10 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
     print("|---|---|---|---|---|---|")
     for r in rows { print("| \(r.0) | \(r.1) | \(r.2) | \(r.3) | \(r.4) | \(r.5) |") }
     print("")
+}
+
+func loadAverage() -> String {
+    ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
 }
 
 func us(_ v: Double) -> String { String(format: "%.1f µs", v) }
@@ -202,7 +252,13 @@ func clientThroughput(_ o: ClientBenchOptions, test: String, onEventLoop: Bool =
     config.poolSize = o.clients
     // On the event loops: connections spread over NIO's loops, each task running on one loop and using that
     // loop's connections (the pool picks a connection of the caller's loop).
-    let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
+    // By default on one loop: all connections and tasks on one thread, as redis-benchmark runs (--loops all: every
+    // loop of NIO's group).
+    var loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
+    if onEventLoop, !o.allLoops {
+        loops = [loops[0]]
+        config.eventLoopGroup = loops[0]
+    }
     let executors = loops.map { RedisEventLoopExecutor(eventLoop: $0) }
     let client = try RedisClient(configuration: config)
     let key = "key:__rand_int__"
@@ -238,7 +294,7 @@ func clientThroughput(_ o: ClientBenchOptions, test: String, onEventLoop: Bool =
 }
 
 /// One connection, one GET at a time: each round trip timed; returns (p50, p99) in microseconds.
-func clientLatency(_ o: ClientBenchOptions, onEventLoop: Bool = false) async throws -> (Double, Double) {
+func clientLatency(_ o: ClientBenchOptions, onEventLoop: Bool = false) async throws -> LatencyResult {
     var config = try RedisConfiguration(url: o.url)
     config.poolSize = 1
     let loop = MultiThreadedEventLoopGroup.singleton.next()
@@ -249,7 +305,7 @@ func clientLatency(_ o: ClientBenchOptions, onEventLoop: Bool = false) async thr
     }
 }
 
-func latencyLoop(_ o: ClientBenchOptions, _ config: RedisConfiguration) async throws -> (Double, Double) {
+func latencyLoop(_ o: ClientBenchOptions, _ config: RedisConfiguration) async throws -> LatencyResult {
     let client = try RedisClient(configuration: config)
     let key = "key:__rand_int__"
     try await client.set(key, [UInt8](repeating: UInt8(ascii: "x"), count: o.size))
@@ -257,14 +313,43 @@ func latencyLoop(_ o: ClientBenchOptions, _ config: RedisConfiguration) async th
     var samples: [Double] = []
     samples.reserveCapacity(o.latencyRequests)
     let clock = ContinuousClock()
+    let start = clock.now
     for _ in 0..<o.latencyRequests {
         let t0 = clock.now
         _ = try await client.get(key)
         samples.append((clock.now - t0).seconds * 1e6)
     }
+    let elapsed = clock.now - start
     await client.close()
-    samples.sort()
-    return (samples[samples.count / 2], samples[samples.count * 99 / 100])
+    return LatencyResult(samples, elapsed: elapsed)
+}
+
+/// Round trips of one run, in microseconds: percentiles of the timed calls, and the whole run's time per request.
+struct LatencyResult: CustomStringConvertible {
+    var p50: Double
+    var p99: Double
+    /// Wall-clock time of the run divided by its requests: a round trip plus the client's turnaround to the next
+    /// request. redis-benchmark's rps for `-c 1 -P 1` is the same measure (requests / total time).
+    var perRequest: Double
+
+    init(_ samples: [Double], elapsed: Duration) {
+        let s = samples.sorted()
+        p50 = s[s.count / 2]
+        p99 = s[s.count * 99 / 100]
+        perRequest = elapsed.seconds * 1e6 / Double(samples.count)
+    }
+
+    /// The p50 as redis-benchmark's histogram reports it: whole microseconds, in buckets of 8 µs (its lowest
+    /// discernible value is 10 µs, so HdrHistogram's unit is 2^3 µs), given as the bucket's highest value.
+    var p50Reported: Double { LatencyResult.asRedisBenchmarkReports(p50) }
+
+    static func asRedisBenchmarkReports(_ microseconds: Double) -> Double {
+        let v = Int(microseconds)
+        guard v < 16_384 else { return Double(v) }   // beyond that the buckets widen; not reached here
+        return Double(v / 8 * 8 + 7)
+    }
+
+    var description: String { "p50 \(us(p50)) [\(us(p50Reported))] (p99 \(us(p99))), \(us(perRequest)) per request" }
 }
 
 extension Duration {

@@ -236,6 +236,18 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
 
     /// Encodes the commands into the outgoing buffer and, for the first commands since the last write, schedules
     /// one write on the event loop (which also registers the reply, before the bytes go out).
+    /// Writes what the outbox holds: at once when called on the connection's event loop (a task running there, see
+    /// ``RedisEventLoopExecutor``, writes before it suspends, with no trip through the loop's task queue), otherwise
+    /// from a task scheduled on the loop.
+    @inline(__always)
+    private func flushSoon() {
+        if eventLoop.inEventLoop {
+            handler.value.flush()
+        } else {
+            eventLoop.execute(flushTask)
+        }
+    }
+
     private func submit(_ commands: [RedisCommand], reply: RedisPendingReply?) {
         let schedule = outbox.state.withLock { o -> Bool in
             commands.withUnsafeBufferPointer { p in
@@ -246,7 +258,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
             o.flushScheduled = true
             return true
         }
-        if schedule { eventLoop.execute(flushTask) }
+        if schedule { flushSoon() }
     }
 
     private func submit(_ command: RedisCommand, reply: RedisPendingReply?) {
@@ -257,7 +269,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
             o.flushScheduled = true
             return true
         }
-        if schedule { eventLoop.execute(flushTask) }
+        if schedule { flushSoon() }
     }
 
     // MARK: Closing

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import Polyglot
 import PolyglotTesting
 import Testing
@@ -157,6 +158,55 @@ import Testing
                 }
             }
             try await group.waitForAll()
+        }
+        await redis.close()
+    }
+
+    /// Tasks running on the connections' event loop (``RedisEventLoopExecutor``) write their commands before they
+    /// suspend, with no trip through the loop's task queue: many of them sharing connections still get every reply
+    /// in order, and a connection the server closed fails them at once with a typed error.
+    @Test func tasksOnTheConnectionsEventLoop() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let redis = try client {
+            $0.eventLoopGroup = loop
+            $0.poolSize = 2
+        }
+        let executor = RedisEventLoopExecutor(eventLoop: loop)
+        let prefix = key()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for t in 0..<20 {
+                group.addTask(executorPreference: executor) {
+                    for i in 0..<30 {
+                        #expect(loop.inEventLoop)
+                        let k = "\(prefix):\(t):\(i)"
+                        try await redis.set(k, "\(t)-\(i)")
+                        #expect(try await redis.getString(k) == "\(t)-\(i)")
+                        let batch = try await redis.pipeline([RedisCommand("INCR", "\(k):n"), RedisCommand("GET", k), RedisCommand("DEL", k, "\(k):n")])
+                        #expect(batch == [.integer(1), .bulkString(ByteBuffer(string: "\(t)-\(i)")), .integer(2)])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+
+        // A connection the server kills: a command sent on it from the loop fails typed, it does not hang.
+        try await withTaskExecutorPreference(executor) {
+            let conn = try await redis.connection()
+            let id = try #require(try await conn.send(["CLIENT", "ID"]).int)
+            let other = try client()
+            _ = try await other.send(["CLIENT", "KILL", "ID", "\(id)"])
+            await other.close()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while conn.isOpen && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(!conn.isOpen)
+            do {
+                _ = try await conn.send(["PING"])
+                Issue.record("a killed connection answered")
+            } catch let error as RedisError {
+                #expect(error.kind == .connectionClosed || error.kind == .closed)
+            }
+            // The pool replaces it on the next command.
+            try await redis.ping()
         }
         await redis.close()
     }

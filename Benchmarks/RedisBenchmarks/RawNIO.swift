@@ -1,0 +1,76 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// The floor of any SwiftNIO client: a channel handler that sends `GET key`, and sends the next one from
+/// `channelRead` once the whole reply is in. No parser, no Swift concurrency, no pool. The gap between this and
+/// redis-benchmark is NIO's event loop; the gap between this and PolyglotRedis is the client's own.
+final class RawPingPongHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let request: ByteBuffer
+    let replyLength: Int
+    let total: Int
+    let done: EventLoopPromise<([Double], Duration)>
+    var samples: [Double] = []
+    var pending = 0
+    var sentAt: UInt64 = 0
+    /// When the first recorded request (after the warm-up) was sent.
+    var recordingSince: UInt64 = 0
+    let warmup: Int
+
+    init(key: String, replyLength: Int, warmup: Int, total: Int, done: EventLoopPromise<([Double], Duration)>) {
+        var b = ByteBufferAllocator().buffer(capacity: 64)
+        b.writeString("*2\r\n$3\r\nGET\r\n$\(key.utf8.count)\r\n\(key)\r\n")
+        request = b
+        self.replyLength = replyLength
+        self.total = total
+        self.warmup = warmup
+        self.done = done
+        samples.reserveCapacity(total)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        send(context)
+    }
+
+    private func send(_ context: ChannelHandlerContext) {
+        pending = replyLength
+        sentAt = DispatchTime.now().uptimeNanoseconds
+        if samples.count == warmup { recordingSince = sentAt }
+        context.writeAndFlush(NIOAny(request), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        pending -= unwrapInboundIn(data).readableBytes
+        guard pending <= 0 else { return }
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - sentAt) / 1000)
+        if samples.count == total {
+            let elapsed = Duration.nanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - recordingSince))
+            done.succeed((Array(samples.dropFirst(warmup)), elapsed))
+            context.close(promise: nil)
+        } else {
+            send(context)
+        }
+    }
+}
+
+/// Round trips of the raw handler above, after 1,000 unrecorded ones.
+func rawNIOLatency(_ o: ClientBenchOptions, host: String, port: Int) async throws -> LatencyResult {
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let warmup = 1000
+    let promise = loop.makePromise(of: ([Double], Duration).self)
+    let key = "key:__rand_int__"
+    let replyLength = "$\(o.size)\r\n".utf8.count + o.size + 2
+    let total = warmup + o.latencyRequests
+    _ = try await ClientBootstrap(group: loop)
+        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(
+                    RawPingPongHandler(key: key, replyLength: replyLength, warmup: warmup, total: total, done: promise))
+            }
+        }
+        .connect(host: host, port: port).get()
+    let (samples, elapsed) = try await promise.futureResult.get()
+    return LatencyResult(samples, elapsed: elapsed)
+}
