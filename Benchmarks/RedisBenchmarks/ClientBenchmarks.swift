@@ -156,7 +156,8 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
         print("  client's turnaround to the next request. redis-benchmark's p50 leaves out its turnaround, during which the")
         print("  server finishes its own turn; this measure counts the whole cycle on both sides.")
         var ours: [Double] = [], oursLoop: [Double] = [], theirs: [Double] = []
-        var cycle: [Double] = [], cycleLoop: [Double] = [], cycleRaw: [Double] = [], theirCycle: [Double] = []
+        var cycle: [Double] = [], cycleLoop: [Double] = [], cycleRaw: [Double] = [], cycleC: [Double] = [], theirCycle: [Double] = []
+        var pC: [Double] = []
         for round in 1...o.latencyRounds {
             let t = try await peerRun(peer, config, ["-c", "1", "-P", "1", "-t", "get", "-d", "\(o.size)", "-n", "\(o.latencyRequests)"])
             theirs.append(t.p50Milliseconds * 1000)
@@ -164,18 +165,26 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
             let d = try await clientLatency(o)
             let l = try await clientLatency(o, onEventLoop: true)
             let r = try await rawNIOLatency(o, host: config.host, port: config.port)
+            let c = try cFloorLatency(o, host: config.host, port: config.port)
+            if let c {
+                cycleC.append(c.perRequest)
+                pC.append(c.p50Reported)
+            }
             ours.append(d.p50Reported)
             oursLoop.append(l.p50Reported)
             cycle.append(d.perRequest)
             cycleLoop.append(l.perRequest)
             cycleRaw.append(r.perRequest)
-            print("  round \(round): redis-benchmark p50 \(us(t.p50Milliseconds * 1000)), \(us(1e6 / t.rps)) per request; PolyglotRedis \(d); tasks on the event loop \(l); a bare NIO handler (no client code) \(r)")
+            print("  round \(round): redis-benchmark p50 \(us(t.p50Milliseconds * 1000)), \(us(1e6 / t.rps)) per request; PolyglotRedis \(d); tasks on the event loop \(l); a bare NIO handler (no client code) \(r)\(c.map { "; the C floor \($0)" } ?? "")")
         }
         rows.append(("GET round trip p50, -c 1 -P 1 (µs, as redis-benchmark reports it)", us(median(ours)), us(median(oursLoop)), us(median(theirs)),
                      pairedRatio(ours, theirs, "≤ 1.20"), pairedRatio(oursLoop, theirs, "≤ 1.20")))
         rows.append(("GET time per request, -c 1 -P 1 (µs)", us(median(cycle)), us(median(cycleLoop)), us(median(theirCycle)),
                      pairedRatio(cycle, theirCycle, "≤ 1.20"), pairedRatio(cycleLoop, theirCycle, "≤ 1.20")))
-        print("  a bare NIO handler's time per request against redis-benchmark's: \(String(format: "%.2f", median(zip(cycleRaw, theirCycle).map { $0 / $1 })))")
+        func ratio(_ a: [Double], _ b: [Double]) -> String { String(format: "%.2f", median(zip(a, b).map { $0 / $1 })) }
+        print("  floors against redis-benchmark: a bare NIO handler's time per request \(ratio(cycleRaw, theirCycle))" +
+              (cycleC.isEmpty ? " (the C floor was not built: scripts/redis-bench builds it)"
+                              : "; the C floor's time per request \(ratio(cycleC, theirCycle)), its p50 as redis-benchmark reports it \(ratio(pC, theirs))"))
         print("")
     }
 
@@ -293,11 +302,15 @@ func clientThroughput(_ o: ClientBenchOptions, test: String, onEventLoop: Bool =
     return Double(batches * o.pipeline) / elapsed.seconds
 }
 
+/// The event loop the latency loops on a loop use (ours and the bare NIO handler): the same one every round, so
+/// no variant is measured on a different thread than another.
+let latencyLoopThread: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+
 /// One connection, one GET at a time: each round trip timed; returns (p50, p99) in microseconds.
 func clientLatency(_ o: ClientBenchOptions, onEventLoop: Bool = false) async throws -> LatencyResult {
     var config = try RedisConfiguration(url: o.url)
     config.poolSize = 1
-    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let loop = latencyLoopThread
     if onEventLoop { config.eventLoopGroup = loop }
     let executor: (any TaskExecutor)? = onEventLoop ? RedisEventLoopExecutor(eventLoop: loop) : nil
     return try await withTaskExecutorPreference(executor) {
@@ -331,6 +344,12 @@ struct LatencyResult: CustomStringConvertible {
     /// Wall-clock time of the run divided by its requests: a round trip plus the client's turnaround to the next
     /// request. redis-benchmark's rps for `-c 1 -P 1` is the same measure (requests / total time).
     var perRequest: Double
+
+    init(p50: Double, p99: Double, perRequest: Double) {
+        self.p50 = p50
+        self.p99 = p99
+        self.perRequest = perRequest
+    }
 
     init(_ samples: [Double], elapsed: Duration) {
         let s = samples.sorted()

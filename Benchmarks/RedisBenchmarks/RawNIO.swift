@@ -56,7 +56,7 @@ final class RawPingPongHandler: ChannelInboundHandler {
 
 /// Round trips of the raw handler above, after 1,000 unrecorded ones.
 func rawNIOLatency(_ o: ClientBenchOptions, host: String, port: Int) async throws -> LatencyResult {
-    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let loop = latencyLoopThread
     let warmup = 1000
     let promise = loop.makePromise(of: ([Double], Duration).self)
     let key = "key:__rand_int__"
@@ -73,4 +73,28 @@ func rawNIOLatency(_ o: ClientBenchOptions, host: String, port: Int) async throw
         .connect(host: host, port: port).get()
     let (samples, elapsed) = try await promise.futureResult.get()
     return LatencyResult(samples, elapsed: elapsed)
+}
+
+/// The C floor (Benchmarks/peers/redis-pingpong.c, built by scripts/redis-bench next to this binary):
+/// the smallest epoll client, one GET at a time. Nil when it was not built.
+func cFloorLatency(_ o: ClientBenchOptions, host: String, port: Int) throws -> LatencyResult? {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("redis-pingpong").path
+    guard FileManager.default.isExecutableFile(atPath: binary) else { return nil }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = [host, "\(port)", "key:__rand_int__", "\(o.size)", "\(o.latencyRequests)"]
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    var fields: [String: Double] = [:]
+    for pair in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+        let kv = pair.split(separator: "=")
+        if kv.count == 2, let v = Double(kv[1]) { fields[String(kv[0])] = v }
+    }
+    guard p.terminationStatus == 0, let p50 = fields["p50_us"], let p99 = fields["p99_us"], let per = fields["per_request_us"] else {
+        throw ClientBenchError("redis-pingpong failed: \(text)")
+    }
+    return LatencyResult(p50: p50, p99: p99, perRequest: per)
 }
