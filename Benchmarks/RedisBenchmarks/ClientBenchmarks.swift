@@ -21,6 +21,8 @@ struct ClientBenchOptions: Sendable {
     var latencyRounds = 11
     var size = 64
     var clients = 50
+    /// Connections in our client's pool for the throughput benchmark (nil: one per client, as redis-benchmark has).
+    var pool: Int?
     var pipeline = 16
     var rounds = 5
     var tests = ["SET", "GET"]
@@ -60,6 +62,7 @@ struct ClientBenchOptions: Sendable {
             case "--latency-rounds": latencyRounds = try int()
             case "--size": size = try int()
             case "--clients": clients = try int()
+            case "--pool": pool = try int()
             case "--pipeline": pipeline = try int()
             case "--rounds": rounds = try int()
             case "--loops":
@@ -73,7 +76,7 @@ struct ClientBenchOptions: Sendable {
                 profile = v
             case "--tests": tests = try value().uppercased().split(separator: ",").map(String.init)
             case "--help", "-h":
-                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--profile default|loop|raw]")
+                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pool N] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--profile default|loop|raw]")
                 exit(0)
             default: break
             }
@@ -127,7 +130,7 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
     var rows: [(String, String, String, String, String, String)] = []
 
     if o.runs("throughput") {
-        print("Throughput: \(o.clients) connections, pipeline depth \(o.pipeline), \(o.size)-byte values, \(o.requests) requests, \(o.rounds) rounds (medians; ratio = median of the per-round ratios)")
+        print("Throughput: \(o.clients) clients (our pool: \(o.pool ?? o.clients) connections), pipeline depth \(o.pipeline), \(o.size)-byte values, \(o.requests) requests, \(o.rounds) rounds (medians; ratio = median of the per-round ratios)")
         for test in o.tests {
             var ours: [Double] = []
             var oursLoop: [Double] = []
@@ -258,7 +261,7 @@ func peerRun(_ peer: String, _ config: RedisConfiguration, _ args: [String]) asy
 /// `key:__rand_int__`, a SIZE-byte value. Commands are built (encoded) per request, as an application would.
 func clientThroughput(_ o: ClientBenchOptions, test: String, onEventLoop: Bool = false) async throws -> Double {
     var config = try RedisConfiguration(url: o.url)
-    config.poolSize = o.clients
+    config.poolSize = o.pool ?? o.clients
     // On the event loops: connections spread over NIO's loops, each task running on one loop and using that
     // loop's connections (the pool picks a connection of the caller's loop).
     // By default on one loop: all connections and tasks on one thread, as redis-benchmark runs (--loops all: every

@@ -162,9 +162,9 @@ import Testing
         await redis.close()
     }
 
-    /// Tasks running on the connections' event loop (``RedisEventLoopExecutor``) write their commands before they
-    /// suspend, with no trip through the loop's task queue: many of them sharing connections still get every reply
-    /// in order, and a connection the server closed fails them at once with a typed error.
+    /// Tasks running on the connections' event loop (``RedisEventLoopExecutor``): many of them sharing two connections
+    /// get every reply in order (their commands are coalesced into one write per loop tick), and a connection the
+    /// server closed fails a command sent on it with a typed error, without hanging.
     @Test func tasksOnTheConnectionsEventLoop() async throws {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let redis = try client {
