@@ -31,8 +31,8 @@ struct ClientBenchOptions: Sendable {
     var allLoops = false
     /// Pin the server to CPU 0 and the clients (this process, redis-benchmark) to the other CPUs (`--no-pin`: don't).
     var pin = true
-    /// `--profile default|loop|raw`: run only that latency loop, once, with no redis-benchmark and no pinning (for
-    /// `perf stat` and `perf record`).
+    /// `--profile default|loop|raw|throughput-default|throughput-loop`: run only that latency loop or throughput run
+    /// (the first of --tests), once, with no redis-benchmark and no pinning (for `perf stat` and `perf record`).
     var profile: String?
 
     init(_ args: [String]) throws {
@@ -72,11 +72,13 @@ struct ClientBenchOptions: Sendable {
             case "--no-pin": pin = false
             case "--profile":
                 let v = try value()
-                guard ["default", "loop", "raw"].contains(v) else { throw ClientBenchError("--profile takes default, loop or raw, not '\(v)'") }
+                guard ["default", "loop", "raw", "throughput-default", "throughput-loop"].contains(v) else {
+                    throw ClientBenchError("--profile takes default, loop, raw, throughput-default or throughput-loop, not '\(v)'")
+                }
                 profile = v
             case "--tests": tests = try value().uppercased().split(separator: ",").map(String.init)
             case "--help", "-h":
-                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pool N] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--profile default|loop|raw]")
+                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pool N] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--profile default|loop|raw|throughput-default|throughput-loop]")
                 exit(0)
             default: break
             }
@@ -113,6 +115,12 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
         throw ClientBenchError("redis-benchmark is not installed (apt-get install redis-tools)")
     }
     if let variant = o.profile {
+        if variant.hasPrefix("throughput-") {
+            let test = o.tests.first ?? "GET"
+            let rate = try await clientThroughput(o, test: test, onEventLoop: variant == "throughput-loop")
+            print("\(variant): \(o.requests) \(test)s, \(fmt(rate)) ops/s")
+            return
+        }
         let r: LatencyResult
         switch variant {
         case "raw": r = try await rawNIOLatency(o, host: config.host, port: config.port)

@@ -21,7 +21,7 @@ do {
     if options.runs("throughput") || options.runs("latency") {
         try await runClientBenchmarks(options)
     }
-    if options.runs("cache") {
+    if options.runs("cache") && options.profile == nil {
         try await runCacheBenchmarks(arguments: CommandLine.arguments)
     }
 } catch {
