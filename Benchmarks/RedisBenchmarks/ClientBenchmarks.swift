@@ -31,6 +31,8 @@ struct ClientBenchOptions: Sendable {
     var allLoops = false
     /// Pin the server to CPU 0 and the clients (this process, redis-benchmark) to the other CPUs (`--no-pin`: don't).
     var pin = true
+    /// Set by `--nio-global-executor` (main.swift installs NIO's loops as Swift's global executor before anything runs).
+    var nioGlobalExecutor = false
     /// `--profile default|loop|raw|throughput-default|throughput-loop`: run only that latency loop or throughput run
     /// (the first of --tests), once, with no redis-benchmark and no pinning (for `perf stat` and `perf record`).
     var profile: String?
@@ -70,6 +72,7 @@ struct ClientBenchOptions: Sendable {
                 guard v == "1" || v == "all" else { throw ClientBenchError("--loops takes 1 or all, not '\(v)'") }
                 allLoops = v == "all"
             case "--no-pin": pin = false
+            case "--nio-global-executor": nioGlobalExecutor = true
             case "--profile":
                 let v = try value()
                 guard ["default", "loop", "raw", "throughput-default", "throughput-loop"].contains(v) else {
@@ -78,7 +81,7 @@ struct ClientBenchOptions: Sendable {
                 profile = v
             case "--tests": tests = try value().uppercased().split(separator: ",").map(String.init)
             case "--help", "-h":
-                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pool N] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--profile default|loop|raw|throughput-default|throughput-loop]")
+                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pool N] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--nio-global-executor] [--profile default|loop|raw|throughput-default|throughput-loop]")
                 exit(0)
             default: break
             }
@@ -131,6 +134,9 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
     }
     print("Redis client benchmarks against \(config.address) (\(try await serverVersion(o.url))); redis-benchmark: \(peer)")
     print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores; the server, redis-benchmark and this client run on it; load average \(loadAverage())")
+    if o.nioGlobalExecutor {
+        print("Swift's global executor: NIO's event loops (--nio-global-executor), so the \"PolyglotRedis\" (default executor) columns run their tasks on the loops")
+    }
     let pinning = o.pin ? await CPUPinning.apply(url: o.url) : nil
     if !o.pin { print("CPU pinning: off (--no-pin); the server and both clients share every CPU") }
     defer { pinning?.restore() }

@@ -17,6 +17,15 @@
 // variable in .services/env. Arguments this file does not know are left for the cache benchmarks.
 // See docs/redis-client.md ("Benchmarks") for the latest results.
 import Foundation
+import NIOCore
+import NIOPosix
+
+// --nio-global-executor: NIO's event loops become Swift's global executor (an application-wide switch, taken before
+// any task runs), so the "default executor" variant runs its tasks on the loops too. Apps can do the same in main.
+if CommandLine.arguments.contains("--nio-global-executor") && !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
+    FileHandle.standardError.write(Data("RedisBenchmarks: NIO's event loops could not be installed as the global executor\n".utf8))
+    exit(1)
+}
 
 do {
     let options = try ClientBenchOptions(CommandLine.arguments)
