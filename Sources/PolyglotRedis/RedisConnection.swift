@@ -240,7 +240,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// The write is scheduled even when the caller already runs on the loop: the tasks the loop resumes in the same
     /// tick then add their commands first and all go out in one write. Writing at once from a task on the loop
     /// was tried: with 50 such tasks sharing 4 connections it cut GET throughput from 1.64-1.76× redis-benchmark's to
-    /// 0.99-1.02× (`RedisBenchmarks --only throughput --pool 4`), and no latency gain showed.
+    /// 0.99-1.02× (`RedisBenchmarks --only throughput --pool 4`), and no latency gain was measured.
     private func submit(_ commands: [RedisCommand], reply: RedisPendingReply?) {
         let schedule = outbox.state.withLock { o -> Bool in
             commands.withUnsafeBufferPointer { p in
