@@ -648,6 +648,17 @@ struct PostgresTelemetryHistory: TelemetryHistoryStore {
         try await engine.write(singleStatement: true) { c in try await engine.execute(c, query) }
     }
 
+    func deleteHistory(before cutoff: Date) async throws {
+        let queries = ["_polyglot_telemetry", "_polyglot_observations"].map { table in
+            var q = PGQuery()
+            q.sql = "DELETE FROM \(engine.table(table)) WHERE interval_end < \(q.bind(cutoff.timeIntervalSince1970))"
+            return q
+        }
+        try await engine.write { c in
+            for q in queries { try await engine.execute(c, q) }
+        }
+    }
+
     func observations(since: Date) async throws -> [WorkloadObservation] {
         var q = PGQuery()
         q.sql = "SELECT body FROM \(engine.table("_polyglot_observations")) WHERE interval_end >= \(q.bind(since.timeIntervalSince1970)) ORDER BY interval_end"

@@ -526,6 +526,13 @@ struct SQLiteTelemetryHistory: TelemetryHistoryStore {
         }
     }
 
+    func deleteHistory(before cutoff: Date) async throws {
+        try await engine.write { c in
+            try c.run("DELETE FROM _polyglot_telemetry WHERE interval_end < ?", [.real(cutoff.timeIntervalSince1970)])
+            try c.run("DELETE FROM _polyglot_observations WHERE interval_end < ?", [.real(cutoff.timeIntervalSince1970)])
+        }
+    }
+
     func observations(since: Date) async throws -> [WorkloadObservation] {
         let bodies = try engine.read { c in
             try c.query("SELECT body FROM _polyglot_observations WHERE interval_end >= ? ORDER BY interval_end", [.real(since.timeIntervalSince1970)])

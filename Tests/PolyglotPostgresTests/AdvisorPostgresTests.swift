@@ -27,6 +27,31 @@ import Testing
         }
     }
 
+    /// Telemetry and observations older than `advisor.keepHistory` are deleted from PostgreSQL by a later flush.
+    @Test func historyOlderThanKeepHistoryIsDeleted() async throws {
+        let spec = DatasetSpec(name: "history_\(UInt32.random(in: 0...UInt32.max))", model: .documents, engine: "subject")
+        let engine = PGServers.engine(PGServers.pg15)
+        let db = try await open([spec], advisor: settings { $0.keepHistory = .seconds(7 * 86_400) }, engine: engine)
+        let docs = try db.documents(spec.name)
+        let now = Date()
+        try await docs.put("a", ["n": 1])
+        _ = try await docs.get("a")
+        try await db.flushTelemetry(now: now.addingTimeInterval(-10 * 86_400))
+        let mine = { (records: [TelemetryRecord]) in records.filter { $0.key.dataset == spec.name } }
+        #expect(!mine(try await db.telemetryHistory()).isEmpty)
+        #expect(try await db.observationHistory().contains { $0.dataset == spec.name })
+
+        _ = try await docs.get("a")
+        try await db.flushTelemetry(now: now.addingTimeInterval(-2 * 86_400))
+        let cutoff = now.addingTimeInterval(-9 * 86_400)
+        let records = mine(try await db.telemetryHistory())
+        let observations = try await db.observationHistory().filter { $0.dataset == spec.name }
+        try await db.close()
+        #expect(!records.isEmpty && !observations.isEmpty, "the interval of 2 days ago is kept")
+        #expect(records.allSatisfy { $0.intervalEnd >= cutoff }, "\(records.map(\.intervalEnd))")
+        #expect(observations.allSatisfy { $0.intervalEnd >= cutoff }, "\(observations.map(\.intervalEnd))")
+    }
+
     @Test func hotKeyReadsMissingTheTargetGetACacheWithAnEstimatedHitRate() async throws {
         let spec = DatasetSpec(name: "products", model: .documents, engine: "subject")
         let engine = PGServers.engine(PGServers.pg15)

@@ -44,6 +44,35 @@ import Testing
         #expect(profile.size?.rows == 1000)
     }
 
+    /// Telemetry and observations older than `advisor.keepHistory` are deleted by a later flush; newer ones stay.
+    @Test func historyOlderThanKeepHistoryIsDeleted() async throws {
+        let db = try await open("""
+        engines:
+          primary: { kind: sqlite, path: app.sqlite }
+        datasets:
+          products: { model: documents, engine: primary }
+        advisor: { sampleEvery: 1, keepHistory: 7d }
+        """)
+        let products = try db.documents("products")
+        let now = Date()
+        try await products.put("a", ["n": 1])
+        _ = try await products.get("a")
+        try await db.flushTelemetry(now: now.addingTimeInterval(-10 * 86_400))   // an interval that ended 10 days ago
+        let oldRecords = try await db.telemetryHistory()
+        let oldObservations = try await db.observationHistory()
+        #expect(!oldRecords.isEmpty && !oldObservations.isEmpty, "the first flush persisted both")
+
+        _ = try await products.get("a")
+        try await db.flushTelemetry(now: now.addingTimeInterval(-2 * 86_400))    // prunes what ended before 9 days ago
+        let cutoff = now.addingTimeInterval(-9 * 86_400)
+        let records = try await db.telemetryHistory()
+        let observations = try await db.observationHistory()
+        try await db.close()
+        #expect(!records.isEmpty && !observations.isEmpty, "the interval of 2 days ago is kept")
+        #expect(records.allSatisfy { $0.intervalEnd >= cutoff }, "\(records.map(\.intervalEnd))")
+        #expect(observations.allSatisfy { $0.intervalEnd >= cutoff }, "\(observations.map(\.intervalEnd))")
+    }
+
     @Test func aFilterScanningAThousandTimesWhatItReturnsGetsAnIndexFirst() async throws {
         let dir = tempDir()
         let yaml = """

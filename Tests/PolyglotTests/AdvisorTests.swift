@@ -152,8 +152,10 @@ func zipfKeys(count: Int, keys: Int, s: Double = 1.1, seed: UInt64 = 42) -> [Str
     """
 
     @Test func thresholdsParseFromTheDataMap() throws {
-        let map = try DataMap(yaml: base + "\nadvisor: { readTarget: 5ms, hitRateTarget: 90%, vectorThreshold: 3_000_000, sampleEvery: 1 }\n")
+        let map = try DataMap(yaml: base + "\nadvisor: { readTarget: 5ms, hitRateTarget: 90%, vectorThreshold: 3_000_000, sampleEvery: 1, keepHistory: 7d }\n")
         #expect(map.advisor.readTarget == .milliseconds(5))
+        #expect(map.advisor.keepHistory == .seconds(7 * 86_400))
+        #expect(AdvisorSettings().keepHistory == .seconds(30 * 86_400))
         #expect(map.advisor.hitRateTarget == 0.9)
         #expect(map.advisor.vectorThreshold == 3_000_000)
         #expect(map.advisor.sampleEvery == 1)
@@ -164,7 +166,7 @@ func zipfKeys(count: Int, keys: Int, s: Double = 1.1, seed: UInt64 = 42) -> [Str
     @Test func badThresholdsSayWhatToWrite() {
         for (text, needle) in [("hitRateTarget: 1.5", "advisor.hitRateTarget"), ("readTarget: fast", "advisor.readTarget"),
                                ("colour: red", "unknown setting 'colour'"), ("sampleEvery: 0", "advisor.sampleEvery"),
-                               ("scanRatio: 1", "advisor.scanRatio")] {
+                               ("scanRatio: 1", "advisor.scanRatio"), ("keepHistory: 2h", "advisor.keepHistory")] {
             do {
                 _ = try DataMap(yaml: base + "\nadvisor: { \(text) }\n")
                 Issue.record("'\(text)' was accepted")

@@ -17,6 +17,7 @@ import Foundation
 ///   minSamples: 100           # fewer measured operations than this give no latency verdict
 ///   sampleEvery: 16           # sample one read, and one key, in this many (rounded up to a power of two)
 ///   maxEngines: 4             # this many engines need a measured reason each
+///   keepHistory: 30d          # telemetry and observations older than this are deleted from the telemetry store
 /// ```
 public struct AdvisorSettings: Sendable, Hashable, Codable {
     public var readTarget: Duration = .milliseconds(10)
@@ -32,12 +33,15 @@ public struct AdvisorSettings: Sendable, Hashable, Codable {
     public var minSamples: Int = 100
     public var sampleEvery: Int = 16
     public var maxEngines: Int = 4
+    /// How long persisted telemetry and advisor observations are kept: each flush (at most once an hour) deletes
+    /// what ended longer ago than this, so the history tables do not grow without bound.
+    public var keepHistory: Duration = .seconds(30 * 86_400)
 
     public init() {}
 
     /// The YAML names of the settings, in the order they are documented.
     public static let keys = ["readTarget", "hitRateTarget", "vectorThreshold", "vectorTarget", "schemaChangesPerDay", "scanRatio",
-                              "minRowsExamined", "interferenceFactor", "largeScan", "readHeavy", "minSamples", "sampleEvery", "maxEngines"]
+                              "minRowsExamined", "interferenceFactor", "largeScan", "readHeavy", "minSamples", "sampleEvery", "maxEngines", "keepHistory"]
 
     /// Every out-of-range threshold, each with what to write instead.
     public func problems() -> [PolyglotError] {
@@ -58,6 +62,9 @@ public struct AdvisorSettings: Sendable, Hashable, Codable {
         if minSamples < 1 { bad("minSamples", "\(minSamples)", "Use a positive count such as 100.") }
         if !(1...65536).contains(sampleEvery) { bad("sampleEvery", "\(sampleEvery)", "Use 1 (every access) to 65536; 16 is the default.") }
         if maxEngines < 2 { bad("maxEngines", "\(maxEngines)", "Use 2 or more; 4 is the default.") }
+        if keepHistory < .seconds(86_400) {
+            bad("keepHistory", "\(keepHistory)", "Use 1d or more (the advisor reads a 24h window by default); 30d is the default.")
+        }
         return out
     }
 }
@@ -97,6 +104,7 @@ extension YAMLReader {
         if let v = m["minSamples"] { s.minSamples = try count(v, "minSamples") }
         if let v = m["sampleEvery"] { s.sampleEvery = try count(v, "sampleEvery") }
         if let v = m["maxEngines"] { s.maxEngines = try count(v, "maxEngines") }
+        if let v = m["keepHistory"] { s.keepHistory = try duration(v, at: "\(path).keepHistory") }
         if let first = s.problems().first { throw first }
         return s
     }

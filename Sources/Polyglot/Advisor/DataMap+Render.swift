@@ -104,6 +104,7 @@ enum YAMLText {
         if a.minSamples != d.minSamples { parts.append("minSamples: \(a.minSamples)") }
         if a.sampleEvery != d.sampleEvery { parts.append("sampleEvery: \(a.sampleEvery)") }
         if a.maxEngines != d.maxEngines { parts.append("maxEngines: \(a.maxEngines)") }
+        if a.keepHistory != d.keepHistory { parts.append("keepHistory: \(duration(a.keepHistory))") }
         return parts.joined(separator: ", ")
     }
 }

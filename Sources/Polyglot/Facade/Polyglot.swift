@@ -32,6 +32,8 @@ public final class Polyglot: Service, Sendable {
     let embedders: [String: any Embedder]
     /// When dataset sizes were last measured for the advisor (every ``sizeInterval`` at most).
     private let lastSizes = Mutex<Date?>(nil)
+    /// When the telemetry history was last pruned (``AdvisorSettings/keepHistory``).
+    private let lastPrune = Mutex<Date?>(nil)
     /// How often a telemetry flush also asks the engines how much each dataset holds.
     public static let sizeInterval: TimeInterval = 600
 
@@ -247,6 +249,18 @@ public final class Polyglot: Service, Sendable {
         if !observations.isEmpty {
             do { try await historyStore.appendObservations(observations) } catch {
                 logger.warning("advisor observations not persisted", metadata: ["error": "\(error)"])
+            }
+        }
+        // Keep the history bounded (advisor.keepHistory), checking at most once an hour.
+        let prune = lastPrune.withLock { last -> Bool in
+            if let l = last, now >= l, now.timeIntervalSince(l) < 3600 { return false }
+            last = now
+            return true
+        }
+        if prune {
+            let cutoff = now.addingTimeInterval(-Double(map.advisor.keepHistory.components.seconds))
+            do { try await historyStore.deleteHistory(before: cutoff) } catch {
+                logger.warning("old telemetry not deleted", metadata: ["error": "\(error)", "before": "\(cutoff)"])
             }
         }
     }

@@ -98,12 +98,17 @@ public protocol TelemetryHistoryStore: Sendable {
     func appendObservations(_ observations: [WorkloadObservation]) async throws
     /// Observations whose interval ended at or after `since`, oldest first.
     func observations(since: Date) async throws -> [WorkloadObservation]
+    /// Deletes the telemetry records and observations whose interval ended before `cutoff`
+    /// (``AdvisorSettings/keepHistory``).
+    func deleteHistory(before cutoff: Date) async throws
 }
 
 extension TelemetryHistoryStore {
     /// A store that keeps no observations: the advisor then works from operation counts and latencies alone.
     public func appendObservations(_ observations: [WorkloadObservation]) async throws {}
     public func observations(since: Date) async throws -> [WorkloadObservation] { [] }
+    /// A store that cannot delete keeps everything.
+    public func deleteHistory(before cutoff: Date) async throws {}
 }
 
 /// Records every store call per dataset × engine × operation: count, errors, latency, rows and bytes.
