@@ -32,6 +32,7 @@ struct CPUPinning {
             return skip("cannot pin this process")
         }
         print("CPU pinning: the server (pid \(pid)) on CPU 0, this process and redis-benchmark on CPU \(clients) (--no-pin to measure without)")
+        print("  (restored at the end; if this run is killed, restore it with: taskset -a -p -c \(before) \(pid))")
         return CPUPinning(serverPID: pid, previousServerCPUs: before, clientCPUs: clients)
     }
 
