@@ -31,7 +31,7 @@ struct ClientBenchOptions: Sendable {
     var allLoops = false
     /// Pin the server to CPU 0 and the clients (this process, redis-benchmark) to the other CPUs (`--no-pin`: don't).
     var pin = true
-    /// Set by `--nio-global-executor` (main.swift installs NIO's loops as Swift's global executor before anything runs).
+    /// Set by `--nio-global-executor` (main.swift then installs NIO's loops as Swift's global executor before any task runs).
     var nioGlobalExecutor = false
     /// `--profile default|loop|raw|throughput-default|throughput-loop`: run only that latency loop or throughput run
     /// (the first of --tests), once, with no redis-benchmark and no pinning (for `perf stat` and `perf record`).
@@ -230,6 +230,20 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
+/// Runs a program to its end: its exit status and standard output (standard error is dropped).
+func runTool(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 func which(_ tool: String) -> String? {
     for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
         let p = "\(dir)/\(tool)"
@@ -247,21 +261,12 @@ func serverVersion(_ url: String) async throws -> String {
 
 /// Runs redis-benchmark with --csv and reads its one result line.
 func peerRun(_ peer: String, _ config: RedisConfiguration, _ args: [String]) async throws -> PeerResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: peer)
     var all = ["-h", config.host, "-p", "\(config.port)", "--csv"] + args
     if let pw = config.password {
         all += ["-a", pw]
         if let u = config.username { all += ["--user", u] }
     }
-    p.arguments = all
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    let text = String(decoding: data, as: UTF8.self)
+    let text = try runTool(peer, all).output
     guard let line = text.split(separator: "\n").last(where: { !$0.hasPrefix("\"test\"") && $0.hasPrefix("\"") }) else {
         throw ClientBenchError("redis-benchmark \(args.joined(separator: " ")) printed no result: \(text)")
     }
@@ -363,19 +368,6 @@ struct LatencyResult: CustomStringConvertible {
     /// request. redis-benchmark's rps for `-c 1 -P 1` is the same measure (requests / total time).
     var perRequest: Double
 
-    init(p50: Double, p99: Double, perRequest: Double) {
-        self.p50 = p50
-        self.p99 = p99
-        self.perRequest = perRequest
-    }
-
-    init(_ samples: [Double], elapsed: Duration) {
-        let s = samples.sorted()
-        p50 = s[s.count / 2]
-        p99 = s[s.count * 99 / 100]
-        perRequest = elapsed.seconds * 1e6 / Double(samples.count)
-    }
-
     /// The p50 as redis-benchmark's histogram reports it: whole microseconds, in buckets of 8 µs (its lowest
     /// discernible value is 10 µs, so HdrHistogram's unit is 2^3 µs), given as the bucket's highest value.
     var p50Reported: Double { LatencyResult.asRedisBenchmarkReports(p50) }
@@ -387,6 +379,13 @@ struct LatencyResult: CustomStringConvertible {
     }
 
     var description: String { "p50 \(us(p50)) [\(us(p50Reported))] (p99 \(us(p99))), \(us(perRequest)) per request" }
+}
+
+extension LatencyResult {
+    init(_ samples: [Double], elapsed: Duration) {
+        let s = samples.sorted()
+        self.init(p50: s[s.count / 2], p99: s[s.count * 99 / 100], perRequest: elapsed.seconds * 1e6 / Double(samples.count))
+    }
 }
 
 extension Duration {

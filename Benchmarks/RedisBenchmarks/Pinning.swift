@@ -55,15 +55,7 @@ struct CPUPinning {
 
     /// Runs a tool; its standard output, or nil if it failed.
     private static func run(_ tool: String, _ args: [String]) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
+        guard let r = try? runTool(tool, args), r.status == 0 else { return nil }
+        return r.output
     }
 }

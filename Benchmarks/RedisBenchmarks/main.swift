@@ -9,7 +9,7 @@
 //
 // Throughput: GET and SET with C clients (default 50) each keeping P commands in flight (default 16), vs
 // `redis-benchmark -c C -P P -t get,set -d SIZE -n N`. Latency: one connection, one command at a time, p50 and time
-// per request vs `redis-benchmark -c 1 -P 1 -t get`, with a bare NIO handler (RawNIO.swift) and the C client of
+// per request vs `redis-benchmark -c 1 -P 1 -t get`, with a bare NIO handler (Floors.swift) and the C client of
 // Benchmarks/peers as floors. Each pair is measured R times back to back; the ratio is the median of the per-round
 // ratios. Ours runs twice: tasks on Swift's default executor, and tasks on one event loop with all connections
 // (RedisEventLoopExecutor). The server is pinned to CPU 0 and the clients to the others (Pinning.swift).
@@ -20,15 +20,21 @@ import Foundation
 import NIOCore
 import NIOPosix
 
-// --nio-global-executor: NIO's event loops become Swift's global executor (an application-wide switch, taken before
-// any task runs), so the "default executor" variant runs its tasks on the loops too. Apps can do the same in main.
-if CommandLine.arguments.contains("--nio-global-executor") && !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
-    FileHandle.standardError.write(Data("RedisBenchmarks: NIO's event loops could not be installed as the global executor\n".utf8))
+func fail(_ error: any Error) -> Never {
+    FileHandle.standardError.write(Data("RedisBenchmarks: \(String(reflecting: error))\n".utf8))
     exit(1)
 }
 
+let options: ClientBenchOptions
+do { options = try ClientBenchOptions(CommandLine.arguments) } catch { fail(error) }
+
+// --nio-global-executor: NIO's event loops become Swift's global executor (an application-wide switch, taken before
+// any task runs), so the "default executor" variant runs its tasks on the loops too. Apps can do the same in main.
+if options.nioGlobalExecutor && !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
+    fail(ClientBenchError("NIO's event loops could not be installed as the global executor"))
+}
+
 do {
-    let options = try ClientBenchOptions(CommandLine.arguments)
     if options.runs("throughput") || options.runs("latency") {
         try await runClientBenchmarks(options)
     }
@@ -36,6 +42,5 @@ do {
         try await runCacheBenchmarks(arguments: CommandLine.arguments)
     }
 } catch {
-    FileHandle.standardError.write(Data("RedisBenchmarks: \(String(reflecting: error))\n".utf8))
-    exit(1)
+    fail(error)
 }

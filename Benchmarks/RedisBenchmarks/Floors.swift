@@ -80,20 +80,13 @@ func rawNIOLatency(_ o: ClientBenchOptions, host: String, port: Int) async throw
 func cFloorLatency(_ o: ClientBenchOptions, host: String, port: Int) throws -> LatencyResult? {
     let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("redis-pingpong").path
     guard FileManager.default.isExecutableFile(atPath: binary) else { return nil }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: binary)
-    p.arguments = [host, "\(port)", "key:__rand_int__", "\(o.size)", "\(o.latencyRequests)"]
-    let out = Pipe()
-    p.standardOutput = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
+    let (status, text) = try runTool(binary, [host, "\(port)", "key:__rand_int__", "\(o.size)", "\(o.latencyRequests)"])
     var fields: [String: Double] = [:]
     for pair in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
         let kv = pair.split(separator: "=")
         if kv.count == 2, let v = Double(kv[1]) { fields[String(kv[0])] = v }
     }
-    guard p.terminationStatus == 0, let p50 = fields["p50_us"], let p99 = fields["p99_us"], let per = fields["per_request_us"] else {
+    guard status == 0, let p50 = fields["p50_us"], let p99 = fields["p99_us"], let per = fields["per_request_us"] else {
         throw ClientBenchError("redis-pingpong failed: \(text)")
     }
     return LatencyResult(p50: p50, p99: p99, perRequest: per)
