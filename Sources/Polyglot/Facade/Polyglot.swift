@@ -218,11 +218,7 @@ public final class Polyglot: Service, Sendable {
     public func flushTelemetry(now: Date = Date()) async throws {
         guard let historyStore else { return }
         let records = telemetry.drainInterval(now: now)
-        let measureSizes = lastSizes.withLock { last -> Bool in
-            if let l = last, now.timeIntervalSince(l) < Self.sizeInterval, now >= l { return false }
-            last = now
-            return true
-        }
+        let measureSizes = Self.isDue(lastSizes, now: now, every: Self.sizeInterval)
         var observations = telemetry.drainObservations(now: now, always: measureSizes ? Set(map.datasets.map(\.name)) : [])
         if measureSizes {
             for i in observations.indices {
@@ -252,16 +248,21 @@ public final class Polyglot: Service, Sendable {
             }
         }
         // Keep the history bounded (advisor.keepHistory), checking at most once an hour.
-        let prune = lastPrune.withLock { last -> Bool in
-            if let l = last, now >= l, now.timeIntervalSince(l) < 3600 { return false }
-            last = now
-            return true
-        }
-        if prune {
+        if Self.isDue(lastPrune, now: now, every: 3600) {
             let cutoff = now.addingTimeInterval(-Double(map.advisor.keepHistory.components.seconds))
             do { try await historyStore.deleteHistory(before: cutoff) } catch {
                 logger.warning("old telemetry not deleted", metadata: ["error": "\(error)", "before": "\(cutoff)"])
             }
+        }
+    }
+
+    /// Whether `every` seconds have passed since `last` (or it was never set, or the clock went back); if so,
+    /// `last` becomes `now`.
+    private static func isDue(_ last: borrowing Mutex<Date?>, now: Date, every: TimeInterval) -> Bool {
+        last.withLock { last in
+            if let l = last, now >= l, now.timeIntervalSince(l) < every { return false }
+            last = now
+            return true
         }
     }
 
