@@ -47,33 +47,40 @@ struct PostgresChangeFeed: ChangeFeed {
         // Noted before the snapshot: a commit notified after this is waited for by waitForChanges(after:).
         state.notified = engine.notifications.listen()
         return try await engine.read { c in
-            if state.target.isEmpty {
-                let q = PGQuery("SELECT pg_current_snapshot()::text")
-                state.target = try await engine.fetch(c, q) { try $0.decode(String.self) }.first ?? ""
-                state.last = 0
+            while true {
+                let continuing = !state.target.isEmpty
+                if !continuing {
+                    let q = PGQuery("SELECT pg_current_snapshot()::text")
+                    state.target = try await engine.fetch(c, q) { try $0.decode(String.self) }.first ?? ""
+                    state.last = 0
+                }
+                var q = PGQuery()
+                let target = q.bind(state.target)
+                var conditions = ["pg_visible_in_snapshot(xid, \(target)::pg_snapshot)", "position > \(q.bind(state.last))"]
+                if !state.previous.isEmpty {
+                    let previous = q.bind(state.previous)
+                    conditions.append("xid >= pg_snapshot_xmin(\(previous)::pg_snapshot)")
+                    conditions.append("NOT pg_visible_in_snapshot(xid, \(previous)::pg_snapshot)")
+                }
+                q.sql = "SELECT position, dataset, key, op, payload::text, created_at FROM \(engine.outbox) WHERE \(conditions.joined(separator: " AND ")) ORDER BY position LIMIT \(q.bind(limit))"
+                let events = try await engine.fetch(c, q) { row in
+                    let (p, d, k, op, payload, at) = try row.decode((Int64, String, String, String, String?, Date?).self)
+                    return ChangeEvent(position: p, dataset: d, key: k, operation: op, payload: payload.map { Data($0.utf8) }, createdAt: at)
+                }
+                if events.count < limit {
+                    // The window is read to its end: the next batch starts where this snapshot left off.
+                    let notified = state.notified
+                    state = State("\(state.target)||0")
+                    state.notified = notified
+                } else {
+                    state.last = events.last?.position ?? state.last
+                }
+                // A window whose last page was full can have nothing left. Returning that empty batch would say the
+                // feed is idle while commits after the window wait, and the relay, which keeps no cursor from an
+                // empty batch, would read the same empty tail forever: go on to the next window at once.
+                if events.isEmpty && continuing { continue }
+                return (events, ChangeCursor(state: state.text))
             }
-            var q = PGQuery()
-            let target = q.bind(state.target)
-            var conditions = ["pg_visible_in_snapshot(xid, \(target)::pg_snapshot)", "position > \(q.bind(state.last))"]
-            if !state.previous.isEmpty {
-                let previous = q.bind(state.previous)
-                conditions.append("xid >= pg_snapshot_xmin(\(previous)::pg_snapshot)")
-                conditions.append("NOT pg_visible_in_snapshot(xid, \(previous)::pg_snapshot)")
-            }
-            q.sql = "SELECT position, dataset, key, op, payload::text, created_at FROM \(engine.outbox) WHERE \(conditions.joined(separator: " AND ")) ORDER BY position LIMIT \(q.bind(limit))"
-            let events = try await engine.fetch(c, q) { row in
-                let (p, d, k, op, payload, at) = try row.decode((Int64, String, String, String, String?, Date?).self)
-                return ChangeEvent(position: p, dataset: d, key: k, operation: op, payload: payload.map { Data($0.utf8) }, createdAt: at)
-            }
-            if events.count < limit {
-                // The window is read to its end: the next batch starts where this snapshot left off.
-                let notified = state.notified
-                state = State("\(state.target)||0")
-                state.notified = notified
-            } else {
-                state.last = events.last?.position ?? state.last
-            }
-            return (events, ChangeCursor(state: state.text))
         }
     }
 }

@@ -7,6 +7,29 @@ import Testing
 /// The outbox must be read in commit order: a sequence position taken by a transaction that commits later must
 /// still be delivered, exactly once, even after higher positions were read.
 @Suite struct PostgresOutboxOrder {
+    /// A relay keeps no cursor from an empty batch, so an empty batch must mean "nothing left": a snapshot window
+    /// that ends exactly on a full page must not hide the commits after it behind an empty last page.
+    @Test func aWindowEndingOnAFullPageStillLeadsToLaterCommits() async throws {
+        let db = try await openPostgres(PGServers.pg18, datasets: [docs])
+        let feed = try #require(try db.engine("subject") as? PostgresEngine).changeFeed()
+        let d = try db.documents("docs")
+        for i in 0..<10 { try await d.put("k\(i)", ["name": .string("first \(i)")]) }
+        var cursor = ChangeCursor.start
+        for page in 0..<2 {
+            let batch = try await feed.changes(after: cursor, limit: 5)
+            #expect(batch.events.map(\.key) == (0..<5).map { "k\(page * 5 + $0)" })
+            cursor = batch.next
+        }
+        try await d.put("later", ["name": "after the window"])
+        // The same cursor, read twice, as a relay does when it stored nothing in between.
+        for _ in 0..<2 {
+            #expect(try await feed.changes(after: cursor, limit: 5).events.map(\.key) == ["later"])
+        }
+        let after = try await feed.changes(after: cursor, limit: 5).next
+        #expect(try await feed.changes(after: after, limit: 5).events.isEmpty)
+        try await db.close()
+    }
+
     @Test func eightConcurrentWritersWithTransactionsHeldOpenLoseNothing() async throws {
         let db = try await openPostgres(PGServers.pg18, datasets: [docs], options: ["poolSize": "20"])
         let feed = try #require(try db.engine("subject") as? PostgresEngine).changeFeed()

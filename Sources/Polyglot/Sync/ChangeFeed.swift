@@ -65,6 +65,9 @@ public struct ChangeCursor: Sendable, Hashable, Codable {
 /// ```
 public protocol ChangeFeed: Sendable {
     /// Committed events after `cursor`, at most `limit`, and the cursor to continue from.
+    ///
+    /// An empty batch must mean that nothing committed after `cursor` was left to read: the relay does not store the
+    /// cursor of an empty batch, so it reads from the same cursor again next time.
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor)
     /// Returns when events may have committed since `cursor` was returned by ``changes(after:limit:)``, or after
     /// `timeout`. Engines that are told about commits (PostgreSQL's LISTEN/NOTIFY) return early; the default
