@@ -37,7 +37,13 @@ import Testing
         }
         let last = try await articles.put("final", ["title": "final marker"])
         // The read waits for the relay to pass the last write.
-        #expect(try await db.reading(atLeast: last, maxWait: .seconds(30)) { try await articles.search("marker") }.map(\.id) == ["final"])
+        do {
+            #expect(try await db.reading(atLeast: last, maxWait: .seconds(30)) { try await articles.search("marker") }.map(\.id) == ["final"])
+        } catch {
+            Issue.record("\(error)\nrelay-a: \(a.status())\nrelay-b: \(b.status())")
+            relays.cancel()
+            return
+        }
         relays.cancel()
         await relays.value
 
@@ -56,6 +62,30 @@ import Testing
         // One relay led; the other never applied anything.
         let applied = [a, b].map { $0.status().first?.applied ?? -1 }
         #expect(applied.contains(0) && applied.reduce(0, +) == 8 * (50 + 1) + 1, "\(applied)")
+
+        // The cancelled relays handed their lease over: a third one leads at once, not after the lease expires.
+        _ = try await articles.put("after", ["title": "written after the relays stopped"])
+        let c = db.relay(RelayOptions(holder: "relay-c"))
+        let caughtUp = try await c.catchUp()
+        if caughtUp != 1 || c.status().first?.leader != true {
+            let state = try await db.sql(on: "index", "SELECT key, convert_from(value, 'UTF8') AS value FROM \(schema)._polyglot_relay WHERE key LIKE 'lease%'")
+            Issue.record("relay-c applied \(caughtUp); relay-a: \(a.status()); relay-b: \(b.status()); relay-c: \(c.status()); leases: \(state)")
+        }
+        try await db.close()
+    }
+
+    /// The relay once stalled for good when a snapshot window held an exact multiple of its batch size.
+    @Test func theRelayGoesOnAfterAWindowOfExactlyFullBatches() async throws {
+        let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        let relay = db.relay(RelayOptions(batchSize: 5, holder: "pages"))
+        for i in 0..<10 { try await articles.put("p\(i)", ["title": .string("page event \(i)")]) }
+        #expect(try await relay.catchUp() == 10)
+        for round in 0..<2 {
+            let token = try await articles.put("later\(round)", ["title": .string("written after the full pages \(round)")])
+            #expect(try await relay.catchUp() == 1)
+            #expect(try await db.reading(atLeast: token, maxWait: .seconds(5)) { try await articles.search("after the full pages", limit: 10) }.count == round + 1)
+        }
         try await db.close()
     }
 

@@ -186,7 +186,9 @@ public final class Relay: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             for w in workers { group.addTask { await w.loop() } }
         }
-        await release()
+        // run() usually ends because its task was cancelled, and a cancelled task's queries fail at once: the
+        // release runs in a task of its own, so the lease is handed over instead of left to expire.
+        await Task { await self.release() }.value
     }
 
     /// Gives up this relay's leases, so another relay can take its copies over at once instead of after the
