@@ -100,6 +100,36 @@ struct PostgresKeyValueStore: KeyValueStore {
         }
     }
 
+    func getMany(_ keys: [String]) async throws -> [String: Data] {
+        guard !keys.isEmpty else { return [:] }
+        var q = PGQuery()
+        q.sql = "SELECT key, value FROM \(table) WHERE key = ANY(\(q.bind(keys))::text[]) AND (expires_at IS NULL OR expires_at > now())"
+        let rows = try await engine.read { c in try await engine.fetch(c, q) { try $0.decode((String, Data).self) } }
+        return Dictionary(rows, uniquingKeysWith: { a, _ in a })
+    }
+
+    func setMany(_ entries: [(key: String, value: Data)], ttl: Duration?) async throws {
+        guard !entries.isEmpty else { return }
+        var q = PGQuery()
+        // Values travel as base64 text (a text[] bind), decoded to bytea by the server.
+        let keys = q.bind(entries.map(\.key)), values = q.bind(entries.map { $0.value.base64EncodedString() })
+        let exp = expiry(ttl).map { q.bind($0) } ?? q.bindNull()
+        let version = spec.changeEvents ? engine.nextPosition : "0"
+        let input = """
+        WITH input AS (
+            SELECT DISTINCT ON (i.key) i.key, decode(i.value, 'base64') AS value
+            FROM unnest(\(keys)::text[], \(values)::text[]) WITH ORDINALITY AS i(key, value, ord) ORDER BY i.key, i.ord DESC),
+        up AS (
+            INSERT INTO \(table)(key, value, expires_at, version) SELECT key, value, \(exp)::timestamptz, \(version) FROM input ORDER BY key
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = \(version)
+            RETURNING key, version)
+        """
+        q.sql = input + (spec.changeEvents
+            ? "INSERT INTO \(engine.outbox)(position, dataset, key, op) SELECT version, \(q.bind(spec.name)), key, 'put' FROM up"
+            : "SELECT count(*) FROM up")
+        try await engine.write(singleStatement: true) { c in try await engine.execute(c, q) }
+    }
+
     func scan(prefix: String, after: String?, limit: Int) async throws -> [KeyValueEntry] {
         var q = PGQuery()
         q.sql = """

@@ -254,6 +254,34 @@ struct SQLiteKeyValueStore: KeyValueStore {
         }
     }
 
+    func getMany(_ keys: [String]) async throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        let now = SQLiteKeyValueStore.now()
+        // At most 500 keys per statement, far below SQLite's limit on bound variables.
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            let chunk = keys[start..<min(keys.count, start + 500)]
+            let sql = "SELECT key, value FROM \(table) WHERE key IN (\(chunk.map { _ in "?" }.joined(separator: ", "))) AND (expires_at IS NULL OR expires_at > ?)"
+            try engine.read { c in
+                for row in try c.query(sql, chunk.map { .text($0) } + [.real(now)]) {
+                    if let key = row[0].string { out[key] = row[1].data ?? Data() }
+                }
+            }
+        }
+        return out
+    }
+
+    func setMany(_ entries: [(key: String, value: Data)], ttl: Duration?) async throws {
+        guard !entries.isEmpty else { return }
+        try await engine.write { c in
+            let expires = SQLiteKeyValueStore.expiry(ttl)
+            for (key, value) in entries {
+                let v = spec.changeEvents ? try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil) : 0
+                try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
+                          [.text(key), .blob(value), expires, .integer(v)])
+            }
+        }
+    }
+
     func scan(prefix: String, after: String?, limit: Int) async throws -> [KeyValueEntry] {
         // Range scan on the primary key: prefix <= key < prefix + U+10FFFF.
         let sql = "SELECT key, value, expires_at FROM \(table) WHERE key >= ? AND key < ? AND key > ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?"

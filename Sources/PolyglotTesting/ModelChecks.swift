@@ -63,6 +63,18 @@ extension ConformanceSuite {
             try expect((page1 + page2).map(\.key) == all.map(\.key), "paging gave \(page1.map(\.key)) + \(page2.map(\.key))")
             try expect(String(decoding: all[0].value, as: UTF8.self) == "user:1", "scan values wrong")
         },
+        ConformanceCheck(.keyValue, "getMany and setMany (the store calls the relay batches its versions with)", datasets: one(DatasetSpec(name: "kv", model: .keyValue, engine: "subject"))) { db in
+            let store = try db.engine("subject").keyValueStore(for: db.map.datasets[0])
+            try await store.setMany([], ttl: nil)
+            try expect(try await store.getMany([]).isEmpty, "getMany of no keys")
+            try await store.setMany([("a", Data([0, 255])), ("b", Data("2".utf8)), ("a", Data("last".utf8))], ttl: nil)
+            try await store.setMany([("short", Data("x".utf8))], ttl: .milliseconds(150))
+            let values = try await store.getMany(["a", "b", "missing", "a"])
+            try expect(values == ["a": Data("last".utf8), "b": Data("2".utf8)], "getMany gave \(values.mapValues { Array($0) })")
+            try expect(try await store.get("b") == Data("2".utf8), "get after setMany")
+            try await Task.sleep(for: .milliseconds(400))
+            try expect(try await store.getMany(["short", "b"]).keys.sorted() == ["b"], "getMany returned a key past its TTL")
+        },
         ConformanceCheck(.keyValue, "size limits", datasets: one(DatasetSpec(name: "kv", model: .keyValue, engine: "subject", maxKeyBytes: 8, maxValueBytes: 16))) { db in
             let kv = try db.keyValue("kv")
             try await expectError(.limitExceeded, "a key over maxKeyBytes") { try await kv.set("123456789", "v") }

@@ -27,6 +27,27 @@ public protocol KeyValueStore: Sendable {
     func increment(_ key: String, by delta: Int64, ttl: Duration?) async throws -> Int64
     /// Live entries whose key starts with `prefix`, in key order, after `after` when given.
     func scan(prefix: String, after: String?, limit: Int) async throws -> [KeyValueEntry]
+    /// The live values of `keys` (missing keys are absent), in one round trip where the engine allows.
+    func getMany(_ keys: [String]) async throws -> [String: Data]
+    /// Sets every entry with the same `ttl`: in one statement where the engine allows, all or nothing inside a
+    /// transaction. A key given twice gets its last value.
+    func setMany(_ entries: [(key: String, value: Data)], ttl: Duration?) async throws
+}
+
+extension KeyValueStore {
+    /// One `get` per key.
+    public func getMany(_ keys: [String]) async throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        for key in keys where out[key] == nil {
+            if let value = try await get(key) { out[key] = value }
+        }
+        return out
+    }
+
+    /// One `set` per entry.
+    public func setMany(_ entries: [(key: String, value: Data)], ttl: Duration?) async throws {
+        for (key, value) in entries { _ = try await set(key, value, ttl: ttl) }
+    }
 }
 
 /// The counter rule every key-value engine shares: values are decimal integers, a missing key counts as 0.

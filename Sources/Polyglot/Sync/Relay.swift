@@ -427,6 +427,11 @@ final class RelayWorker: Sendable {
             }
             var dead: [DeadLetter] = []
             var applied = 0
+            func setAside(_ event: ChangeEvent, _ error: String) async throws {
+                let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: error)
+                dead.append(letter)
+                _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
+            }
             if let publisher, !mine.isEmpty {
                 // Published inside the state transaction: if publishing fails, the checkpoint does not move and
                 // the batch is published again (consumers de-duplicate by key and version).
@@ -440,9 +445,7 @@ final class RelayWorker: Sendable {
                         _ = try await table.upsert([try analytics.analyticsRow(event)])
                         applied += 1
                     } catch {
-                        let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: "\(error)")
-                        dead.append(letter)
-                        _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
+                        try await setAside(event, "\(error)")
                     }
                 }
             }
@@ -454,55 +457,35 @@ final class RelayWorker: Sendable {
                     applied += 1
                 }
             }
-            if let vectors {
-                for event in Self.latestPerKey(mine) {
-                    let versionKey = RelayedCopy.versionKey(copyName, event.key)
-                    if let held = try await kv.get(versionKey).flatMap(EventVersion.init(stored:)), held >= event.version {
-                        continue
-                    }
-                    if let error = refused[event.position] {
-                        let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: error)
-                        dead.append(letter)
-                        _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
-                        continue
-                    }
-                    if event.operation == "put", let vector = embedded[event.position], !vector.isEmpty {
-                        _ = try await vectors.upsert([VectorRecord(id: event.key, vector: vector)])
-                    } else if event.operation == "put" || event.operation == "delete" {
-                        // Deleted, or nothing to embed (the fields are empty): no vector.
-                        _ = try await vectors.delete(event.key)
-                    }
-                    _ = try await kv.set(versionKey, event.version.stored, ttl: nil)
-                    applied += 1
-                }
-            }
-            for event in mine where docs != nil {
-                guard let docs else { break }
-                // Per key, an event applies only over an older one: a replay, or a repair that already wrote a
-                // newer state, leaves the copy as it is.
-                let versionKey = RelayedCopy.versionKey(copyName, event.key)
-                if let held = try await kv.get(versionKey).flatMap(EventVersion.init(stored:)), held >= event.version {
-                    continue
-                }
-                do {
-                    switch event.operation {
-                    case "put":
-                        guard let payload = event.payload else {
-                            throw PolyglotError(.invalidArgument, "Outbox event \(event.position) (put '\(event.key)') has no payload.", fix: "Rebuild the copy.")
+            if vectors != nil || docs != nil {
+                // Per key, only the batch's last event is applied, and only over an older version: a replay, or a
+                // repair that already wrote a newer state, leaves the copy as it is. The versions are read and
+                // written once per batch, and the puts go in one call.
+                let due = try await Self.newerThanHeld(Self.latestPerKey(mine), copy: copyName, in: kv)
+                var done: [ChangeEvent] = []
+                if let vectors {
+                    var records: [VectorRecord] = []
+                    for event in due {
+                        if let error = refused[event.position] {
+                            try await setAside(event, error)
+                        } else if event.operation == "put", let vector = embedded[event.position], !vector.isEmpty {
+                            records.append(VectorRecord(id: event.key, vector: vector))
+                            done.append(event)
+                        } else if event.operation == "put" || event.operation == "delete" {
+                            // Deleted, or nothing to embed (the fields are empty): no vector.
+                            _ = try await vectors.delete(event.key)
+                            done.append(event)
                         }
-                        _ = try await docs.put([(event.key, payload)])
-                    case "delete":
-                        _ = try await docs.delete(event.key)
-                    default:
-                        continue
                     }
-                    _ = try await kv.set(versionKey, event.version.stored, ttl: nil)
-                    applied += 1
-                } catch {
-                    let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: "\(error)")
-                    dead.append(letter)
-                    _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
+                    if !records.isEmpty { _ = try await vectors.upsert(records) }
                 }
+                if let docs {
+                    done += try await Self.apply(due, to: docs, setAside: setAside)
+                }
+                try await kv.setMany(done.map { (RelayedCopy.versionKey(copyName, $0.key), $0.version.stored) }, ttl: nil)
+                // An event overwritten by a later one of its key in this batch counts as applied with it.
+                let doneKeys = Set(done.map(\.key))
+                applied += mine.count { doneKeys.contains($0.key) }
             }
             let position = batch.events.map(\.position).max() ?? checkpoint.position
             if let snapshot {
@@ -547,6 +530,60 @@ final class RelayWorker: Sendable {
         var last: [String: Int] = [:]
         for (i, e) in events.enumerated() { last[e.key] = i }
         return events.enumerated().filter { last[$0.element.key] == $0.offset }.map(\.element)
+    }
+
+    /// The events whose key the copy holds at an older version than theirs (or not at all), by one read of the
+    /// relay's per-key versions.
+    static func newerThanHeld(_ events: [ChangeEvent], copy: String, in kv: any KeyValueStore) async throws -> [ChangeEvent] {
+        let held = try await kv.getMany(events.map { RelayedCopy.versionKey(copy, $0.key) })
+        return events.filter { event in
+            guard let stored = held[RelayedCopy.versionKey(copy, event.key)], let version = EventVersion(stored: stored) else { return true }
+            return version < event.version
+        }
+    }
+
+    /// Applies puts and deletes (one event per key) to a documents copy: the puts in one call, and if the copy
+    /// refuses that call, one by one, so only the documents it refuses become dead letters. Returns the events
+    /// applied.
+    static func apply(_ events: [ChangeEvent], to docs: any DocumentStore,
+                      setAside: (ChangeEvent, String) async throws -> Void) async throws -> [ChangeEvent] {
+        var done: [ChangeEvent] = []
+        var puts: [(event: ChangeEvent, payload: Data)] = []
+        for event in events {
+            switch event.operation {
+            case "put":
+                guard let payload = event.payload else {
+                    try await setAside(event, PolyglotError(.invalidArgument, "Outbox event \(event.position) (put '\(event.key)') has no payload.", fix: "Rebuild the copy.").description)
+                    continue
+                }
+                puts.append((event, payload))
+            case "delete":
+                do {
+                    _ = try await docs.delete(event.key)
+                    done.append(event)
+                } catch {
+                    try await setAside(event, "\(error)")
+                }
+            default:
+                continue
+            }
+        }
+        guard !puts.isEmpty else { return done }
+        do {
+            _ = try await docs.put(puts.map { ($0.event.key, $0.payload) })
+            return done + puts.map(\.event)
+        } catch {
+            // The failed call changed nothing (a savepoint inside the step's transaction): find the refused ones.
+            for (event, payload) in puts {
+                do {
+                    _ = try await docs.put([(event.key, payload)])
+                    done.append(event)
+                } catch {
+                    try await setAside(event, "\(error)")
+                }
+            }
+            return done
+        }
     }
 
     /// Embeddings of the puts in `events`, by event position (an empty vector when there is no text to embed),
