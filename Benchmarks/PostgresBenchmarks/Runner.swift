@@ -41,6 +41,7 @@ func runBenchmarks(_ o: BenchOptions) async throws {
         if o.runs("bulk") { try await bulkBenchmark(o, docs, raw) }
         if o.runs("get") { try await getBenchmark(o, docs, raw) }
         if o.runs("vectors") { try await vectorBenchmark(o, db, raw, registry: registry, logger: logger) }
+        if o.runs("relay") { try await relayBenchmark(o, registry: registry, logger: logger, raw) }
         print("\nload average at end \(loadAverage())")
     } catch {
         try? await db.close()

@@ -14,6 +14,8 @@ struct BenchOptions: Sendable {
     var queries = 200
     var efs = [40, 100, 400]
     var poolSize = 20
+    var relayEvents = 20_000
+    var relayRewrite = 2_000
 
     init(_ args: [String]) throws {
         var quick = false
@@ -46,12 +48,14 @@ struct BenchOptions: Sendable {
             case "--vectors": vectors = try int(); set.insert(a)
             case "--queries": queries = try int(); set.insert(a)
             case "--pool": poolSize = try int()
+            case "--relay-events": relayEvents = try int(); set.insert(a)
+            case "--relay-rewrite": relayRewrite = try int(); set.insert(a)
             case "--ef":
                 let text = try value()
                 efs = text.split(separator: ",").compactMap { Int($0) }
                 if efs.isEmpty || efs.contains(where: { $0 < 1 }) { throw BenchError("--ef '\(text)' is not a comma-separated list of positive numbers") }
             case "--help", "-h":
-                print("usage: PostgresBenchmarks [--url URL] [--quick] [--only get|bulk|vectors[,...]] [--docs N] [--bulk N] [--batch N] [--seconds S] [--rounds R] [--vectors N] [--queries Q] [--ef 40,100,400] [--pool N]")
+                print("usage: PostgresBenchmarks [--url URL] [--quick] [--only get|bulk|vectors|relay[,...]] [--docs N] [--bulk N] [--batch N] [--seconds S] [--rounds R] [--vectors N] [--queries Q] [--ef 40,100,400] [--pool N] [--relay-events N] [--relay-rewrite N]")
                 exit(0)
             default: throw BenchError("unknown argument \(a); use --help")
             }
@@ -64,8 +68,11 @@ struct BenchOptions: Sendable {
             if !set.contains("--rounds") { rounds = 3 }
             if !set.contains("--vectors") { vectors = 10_000 }
             if !set.contains("--queries") { queries = 100 }
+            if !set.contains("--relay-events") { relayEvents = 5_000 }
+            if !set.contains("--relay-rewrite") { relayRewrite = 500 }
         }
-        if let only, !only.isSubset(of: ["get", "bulk", "vectors"]) { throw BenchError("--only takes get, bulk or vectors (comma-separated)") }
+        if let only, !only.isSubset(of: ["get", "bulk", "vectors", "relay"]) { throw BenchError("--only takes get, bulk, vectors or relay (comma-separated)") }
+        if relayRewrite > relayEvents / 2 { throw BenchError("--relay-rewrite must be at most half of --relay-events") }
         if url.isEmpty { url = TestServers.first(["POLYGLOT_BENCH_PG_URL", "POLYGLOT_TEST_PG18_URL"]) ?? "" }
         if url.isEmpty {
             throw BenchError("no PostgreSQL server: pass --url postgres://user@host:port/db, or set POLYGLOT_BENCH_PG_URL (or POLYGLOT_TEST_PG18_URL, as scripts/services/up postgres writes to .services/env)")

@@ -4,8 +4,9 @@
 //     scripts/postgres-bench                                   # release build + full run against the test server
 //     scripts/postgres-bench --quick                           # reduced counts
 //     .build-bench/release/PostgresBenchmarks --url postgres://postgres@127.0.0.1:5432/postgres \
-//         [--only get|bulk|vectors[,...]] [--docs N] [--bulk N] [--batch N] [--seconds S] [--rounds R]
+//         [--only get|bulk|vectors|relay[,...]] [--docs N] [--bulk N] [--batch N] [--seconds S] [--rounds R]
 //         [--vectors N] [--queries Q] [--ef 40,100,400]
+//         [--relay-events N] [--relay-rewrite N]
 //
 // The server URL comes from --url, else $POLYGLOT_BENCH_PG_URL, else $POLYGLOT_TEST_PG18_URL, else that variable
 // in .services/env (written by scripts/services/up). The vector part needs pgvector (the PostgreSQL 18 server).
