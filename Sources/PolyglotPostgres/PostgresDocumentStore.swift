@@ -37,7 +37,9 @@ struct PostgresDocumentStore: DocumentStore {
         var q = PGQuery()
         let ids = q.bind(documents.map(\.id))
         let bodies = q.bind(documents.map { String(decoding: $0.data, as: UTF8.self) })
-        let dataset = q.bind(spec.name)
+        // A dataset that appends no change events (a relayed copy) writes no outbox rows.
+        let events = spec.changeEvents
+            ? ",\nevents AS (INSERT INTO \(engine.outbox)(position, dataset, key, op, payload) SELECT version, \(q.bind(spec.name)), id, 'put', body FROM upserted)" : ""
         // Positions are taken while the row is locked: in VALUES for a new id (a concurrent insert of the same id
         // waits on the unique index and then takes the conflict path), in DO UPDATE for an existing one. Rows go
         // in id order, so two batches lock their ids in the same order and cannot deadlock.
@@ -48,9 +50,7 @@ struct PostgresDocumentStore: DocumentStore {
         upserted AS (
             INSERT INTO \(table)(id, version, body) SELECT id, \(engine.nextPosition), body FROM input ORDER BY id
             ON CONFLICT (id) DO UPDATE SET version = \(engine.nextPosition), body = excluded.body
-            RETURNING id, version, body),
-        events AS (
-            INSERT INTO \(engine.outbox)(position, dataset, key, op, payload) SELECT version, \(dataset), id, 'put', body FROM upserted)
+            RETURNING id, version, body)\(events)
         SELECT id, version FROM upserted
         """
         let projections = PostgresProjections(spec: spec, engine: engine)
@@ -97,10 +97,10 @@ struct PostgresDocumentStore: DocumentStore {
     func delete(_ id: String) async throws -> ConsistencyToken? {
         var q = PGQuery()
         let idp = q.bind(id)
-        q.sql = """
+        q.sql = spec.changeEvents ? """
         WITH gone AS (DELETE FROM \(table) WHERE id = \(idp) RETURNING id)
         INSERT INTO \(engine.outbox)(dataset, key, op) SELECT \(q.bind(spec.name)), id, 'delete' FROM gone RETURNING position
-        """
+        """ : "DELETE FROM \(table) WHERE id = \(idp) RETURNING \(engine.nextPosition)"
         let projections = PostgresProjections(spec: spec, engine: engine)
         let query = q
         return try await engine.write(singleStatement: !projections.any) { c -> ConsistencyToken? in

@@ -27,7 +27,7 @@ struct SQLiteDocumentStore: DocumentStore {
             var versions: [Int64] = []
             versions.reserveCapacity(documents.count)
             for (id, data) in documents {
-                let version = try engine.appendOutbox(c, dataset: spec.name, key: id, op: "put", payload: data)
+                let version = try engine.recordChange(c, spec, key: id, op: "put", payload: data)
                 var rowid: Int64 = 0
                 try c.each(upsert, [.text(id), .integer(version), .textBytes(data)]) { rowid = c.int64($0, 0) }
                 if projections.any { try projections.apply(c, post, id: id, rowid: rowid, data: data, version: version) }
@@ -68,7 +68,7 @@ struct SQLiteDocumentStore: DocumentStore {
         return try await engine.write { c, post -> ConsistencyToken? in
             let rowid = try c.query("SELECT rowid FROM \(table) WHERE id = ?", [.text(id)]).first?.first?.int
             guard let rowid else { return nil }
-            let version = try engine.appendOutbox(c, dataset: spec.name, key: id, op: "delete", payload: nil)
+            let version = try engine.recordChange(c, spec, key: id, op: "delete", payload: nil)
             try projections.remove(c, post, id: id, rowid: rowid)
             try c.run("DELETE FROM \(table) WHERE id = ?", [.text(id)])
             return engine.token(version)

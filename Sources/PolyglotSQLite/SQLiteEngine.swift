@@ -160,6 +160,14 @@ public final class SQLiteEngine: Engine, EngineFactory {
         return c.lastInsertRowID
     }
 
+    /// The version of a write: a new outbox event's position, or for a dataset that appends no change events
+    /// (`DatasetSpec.changeEvents = false`), the next position taken from the outbox's sequence without an event.
+    func recordChange(_ c: SQLiteConnection, _ spec: DatasetSpec, key: String, op: String, payload: Data?) throws -> Int64 {
+        if spec.changeEvents { return try appendOutbox(c, dataset: spec.name, key: key, op: op, payload: payload) }
+        try c.run("INSERT INTO sqlite_sequence(name, seq) SELECT '_polyglot_outbox', 0 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = '_polyglot_outbox')")
+        return try c.query("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = '_polyglot_outbox' RETURNING seq").first?.first?.int ?? 0
+    }
+
     func token(_ position: Int64) -> ConsistencyToken { ConsistencyToken(engine: spec.name, position: position) }
 
     public func prepare(_ datasets: [DatasetSpec]) async throws {

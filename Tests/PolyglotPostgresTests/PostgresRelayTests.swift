@@ -81,6 +81,9 @@ import Testing
         let relay = db.relay(RelayOptions(batchSize: 5, holder: "pages"))
         for i in 0..<10 { try await articles.put("p\(i)", ["title": .string("page event \(i)")]) }
         #expect(try await relay.catchUp() == 10)
+        // Nothing reads a copy's changes, so applying them appended no events to the index engine's outbox.
+        let schema = try #require(Self.schemaOf(db, "index"))
+        #expect(try await db.sql(on: "index", "SELECT count(*)::int8 AS n FROM \(schema)._polyglot_outbox").first?["n"]?.doubleValue == 0)
         for round in 0..<2 {
             let token = try await articles.put("later\(round)", ["title": .string("written after the full pages \(round)")])
             #expect(try await relay.catchUp() == 1)

@@ -46,6 +46,14 @@ import Testing
         #expect(try await articles.related("a1").isEmpty)
         let status = try #require(relay.status().first)
         #expect(status.leader && status.applied == 5 && status.deadLetters == 0 && status.lastError == nil)
+        // Nothing reads a copy's changes, so applying them appended no events to the index engine's outbox.
+        #expect(try await db.sql(on: "index", "SELECT count(*) AS n FROM _polyglot_outbox").first?["n"]?.doubleValue == 0)
+        // The copy's documents still get increasing versions, taken from the outbox sequence without an event.
+        let copy = try db.engine("index").documentStore(for: RelayedCopy(dataset: db.map.datasets[0], target: "index").copySpec)
+        let before = try #require(try await copy.get("a1")?.version)
+        try await articles.put("a1", ["title": "Raft, third edition"])
+        #expect(try await relay.catchUp() == 1)
+        #expect(try await copy.get("a1")?.version ?? 0 > before)
         try await db.close()
     }
 

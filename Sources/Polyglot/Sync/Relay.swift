@@ -37,6 +37,8 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
         var s = dataset
         s.engine = target
         s.capture = false
+        // Nothing reads a copy's changes (its relay reads the source's), so its writes append no outbox events.
+        s.changeEvents = false
         if s.model == .table {
             // A captured table's rows are copied as documents keyed by the primary key.
             s.model = .documents
