@@ -35,11 +35,7 @@ struct PostgresChangeFeed: ChangeFeed {
     /// so a commit notified between that read and this wait is not missed.
     func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async {
         let seen = State(cursor.state).notified ?? engine.notifications.listen()
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline, !Task.isCancelled {
-            if engine.notifications.count != seen { return }
-            try? await Task.sleep(for: .milliseconds(2))
-        }
+        await engine.notifications.wait(after: seen, timeout: timeout)
     }
 
     func changes(after cursor: ChangeCursor, limit: Int) async throws -> (events: [ChangeEvent], next: ChangeCursor) {
@@ -90,23 +86,29 @@ extension PostgresEngine: ChangeFeedEngine {
 }
 
 /// A LISTEN connection on the engine's outbox channel, opened the first time someone waits, and kept (reconnecting
-/// after errors) until the engine closes. It counts notifications; waiters compare counts.
+/// after errors) until the engine closes. It counts notifications; a waiter is resumed by the next one.
 final class OutboxNotifications: Sendable {
-    private let state = Mutex<(count: Int, task: Task<Void, Never>?)>((0, nil))
+    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let counter = ProgressSignal<Int>()
     private let start: @Sendable (OutboxNotifications) -> Task<Void, Never>
 
     init(start: @escaping @Sendable (OutboxNotifications) -> Task<Void, Never>) { self.start = start }
 
-    var count: Int { state.withLock { $0.count } }
-    func bump() { state.withLock { $0.count &+= 1 } }
+    var count: Int { Int(counter.position(0)) }
+    func bump() { counter.increment(0) }
 
     /// Starts listening if nobody did yet; returns the current count.
     func listen() -> Int {
-        state.withLock { s in
-            if s.task == nil { s.task = start(self) }
-            return s.count
+        task.withLock { t in
+            if t == nil { t = start(self) }
         }
+        return count
     }
 
-    func stop() { state.withLock { $0.task?.cancel() } }
+    /// Returns at the first notification counted after `seen`, or after `timeout`.
+    func wait(after seen: Int, timeout: Duration) async {
+        await counter.wait(0, atLeast: Int64(seen) + 1, timeout: timeout)
+    }
+
+    func stop() { task.withLock { $0?.cancel() } }
 }

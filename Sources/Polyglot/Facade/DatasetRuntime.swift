@@ -19,14 +19,18 @@ final class DatasetRuntime: Sendable {
     let cache: ReadThroughCache?
     /// For projections the relay keeps on other engines: each such engine's relay state (checkpoints).
     let relayState: [String: any KeyValueStore]
+    /// What the relays running in this process have applied (reads waiting on a copy are woken by them).
+    let relayProgress: RelayProgress
     /// What embeds text for the vectors projection (the hashing embedder unless the projection names another).
     let embedder: (any Embedder)?
     /// The advisor's sampler: key accesses, rows examined, field paths, scan timings.
     let observer: DatasetObserver
     private let recorders = Mutex<[String: Telemetry.Recorder]>([:])
 
-    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, embedder: (any Embedder)? = nil, sampleEvery: Int = 8) throws {
+    init(spec: DatasetSpec, engines: [String: any Engine], telemetry: Telemetry, embedder: (any Embedder)? = nil, sampleEvery: Int = 8,
+         relayProgress: RelayProgress = RelayProgress()) throws {
         self.spec = spec
+        self.relayProgress = relayProgress
         self.embedder = embedder
         let cacheEntries = spec.projection(.cache).flatMap { engines[$0.engine]?.spec.options["maxEntries"] }.flatMap { Int($0) }
         observer = telemetry.observer(dataset: spec.name, engine: spec.engine, model: spec.model, sampleEvery: sampleEvery,
@@ -145,10 +149,16 @@ final class DatasetRuntime: Sendable {
         var applied: Int64 = 0
         for copy in copies {
             while true {
-                applied = try await RelayCheckpoint.load(copy, from: state).position
+                // A relay of this instance says when it commits; one in another process is seen in the checkpoint,
+                // read every 5 ms.
+                applied = relayProgress.position(copy.name)
                 if applied >= token.position { break }
-                if ContinuousClock.now >= deadline { break }
-                try await Task.sleep(for: .milliseconds(5))
+                applied = max(applied, try await RelayCheckpoint.load(copy, from: state).position)
+                if applied >= token.position { break }
+                let now = ContinuousClock.now
+                if now >= deadline { break }
+                await relayProgress.wait(copy.name, atLeast: token.position, timeout: min(.milliseconds(5), deadline - now))
+                try Task.checkCancellation()
             }
             if applied < token.position { break }
         }

@@ -30,6 +30,8 @@ public final class Polyglot: Service, Sendable {
     let historyStore: (any TelemetryHistoryStore)?
     /// The embedder of each dataset's vectors projection, by dataset name.
     let embedders: [String: any Embedder]
+    /// What this instance's relays have applied, for reads waiting on a copy.
+    let relayProgress = RelayProgress()
     /// When dataset sizes were last measured for the advisor (every ``sizeInterval`` at most).
     private let lastSizes = Mutex<Date?>(nil)
     /// When the telemetry history was last pruned (``AdvisorSettings/keepHistory``).
@@ -98,7 +100,7 @@ public final class Polyglot: Service, Sendable {
             var runtimes: [String: DatasetRuntime] = [:]
             for ds in map.datasets {
                 runtimes[ds.name] = try DatasetRuntime(spec: ds, engines: engines, telemetry: telemetry, embedder: embedders[ds.name],
-                                                       sampleEvery: map.advisor.sampleEvery)
+                                                       sampleEvery: map.advisor.sampleEvery, relayProgress: relayProgress)
             }
             // Analytics projections are read as tables: db.table("<dataset>_analytics").
             for copy in copies where copy.kind == .analytics {

@@ -127,7 +127,7 @@ extension RelayWorker {
             }
             let (shadowCursor, shadowPosition) = (cursor, position)
             let done = try await stateHolder.withTransaction { () async throws -> Bool in
-                _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
+                try await self.lock(kv)
                 let now = try await RelayCheckpoint.load(self.copy, from: kv)
                 // The live copy moved past what the new one has: catch up again.
                 if now.position > shadowPosition { return false }
@@ -135,7 +135,10 @@ extension RelayWorker {
                 _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: shadowCursor.state, position: shadowPosition)), ttl: nil)
                 return true
             }
-            if done { break }
+            if done {
+                self.progress.advance(copy.name, to: shadowPosition)
+                break
+            }
             if rounds >= 50 {
                 throw PolyglotError(.conflict, "The rebuild of '\(copy.name)' could not catch up with the live copy in \(rounds) rounds; the live copy was kept.",
                                     fix: "Run it when writes are lighter, or with a larger batch size.", retryable: true)

@@ -246,6 +246,7 @@ final class RelayWorker: Sendable {
     /// The engine keeping the checkpoint and lease, in whose transaction each step commits.
     let stateHolder: any Engine
     private let telemetry: Telemetry
+    let progress: RelayProgress
     /// An embeddings copy's embedder.
     private let embedder: (any Embedder)?
     /// A captured dataset's feed over its engine's log, opened on first use (it creates the capture slot).
@@ -269,6 +270,7 @@ final class RelayWorker: Sendable {
         self.target = db.engines[copy.target]!
         self.stateHolder = db.engines[copy.stateEngine]!
         self.telemetry = db.telemetry
+        self.progress = db.relayProgress
         self.embedder = copy.kind == .embeddings ? db.embedders[copy.dataset.name] : nil
     }
 
@@ -294,6 +296,13 @@ final class RelayWorker: Sendable {
     var checkpointKey: String { RelayCheckpoint.key(copy) }
     var leaseKey: String { "lease\u{1F}\(copy.name)" }
     var lockKey: String { "lock\u{1F}\(copy.name)" }
+
+    /// Writes the copy's lock row inside the caller's transaction on the state engine. The write holds the row's
+    /// lock (PostgreSQL) or the write lock (SQLite) until commit, so the lease checks and checkpoint moves of
+    /// concurrent relays and rebuilds on this copy run one after the other.
+    func lock(_ kv: any KeyValueStore) async throws {
+        _ = try await kv.set(lockKey, Data("locked".utf8), ttl: nil)
+    }
     var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
     /// A captured copy's initial snapshot: `<rows copied>\u{1F}<last key>` after each page, then `done` (absent
     /// before the first page). Written in the step's transaction, with the page it records.
@@ -415,20 +424,21 @@ final class RelayWorker: Sendable {
         let leaseSeconds = Double(options.leaseDuration.components.seconds) + Double(options.leaseDuration.components.attoseconds) / 1e18
         let copyName = copy.name, deadPrefix = self.deadPrefix, cachePrefix = ReadThroughCache.keyPrefix(copy.dataset.name)
         let (leader, dead, applied, current) = try await stateHolder.withTransaction { () async throws -> (Bool, [DeadLetter], Int, Bool) in
-            // The increment takes a row lock (PostgreSQL) or the write lock (SQLite) held until commit, so lease
-            // checks of concurrent relays on this copy run one after the other.
-            _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
-            if let raw = try await kv.get(self.leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw),
+            try await self.lock(kv)
+            let held = try await kv.getMany([self.leaseKey, self.checkpointKey])
+            if let raw = held[self.leaseKey], let lease = try? JSONDecoder().decode(Lease.self, from: raw),
                lease.holder != holder, lease.expires > now.timeIntervalSince1970 {
                 return (false, [], 0, true)
             }
             // The checkpoint fence: if the checkpoint moved since the batch was read (a rebuild swapped a new copy
             // in, or a relay with the same holder id ran a step), this batch is stale; read again.
-            if try await RelayCheckpoint.load(analytics, from: kv).cursor != checkpoint.cursor {
+            if try RelayCheckpoint.decode(held[self.checkpointKey], of: analytics).cursor != checkpoint.cursor {
                 return (true, [], 0, false)
             }
             var dead: [DeadLetter] = []
             var applied = 0
+            // The relay's own records of this step (per-key versions, checkpoint, lease), written in one call at the end.
+            var records: [(key: String, value: Data)] = []
             func setAside(_ event: ChangeEvent, _ error: String) async throws {
                 let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: error)
                 dead.append(letter)
@@ -484,18 +494,19 @@ final class RelayWorker: Sendable {
                 if let docs {
                     done += try await Self.apply(due, to: docs, setAside: setAside)
                 }
-                try await kv.setMany(done.map { (RelayedCopy.versionKey(copyName, $0.key), $0.version.stored) }, ttl: nil)
+                records += done.map { (RelayedCopy.versionKey(copyName, $0.key), $0.version.stored) }
                 // An event overwritten by a later one of its key in this batch counts as applied with it.
                 let doneKeys = Set(done.map(\.key))
                 applied += mine.count { doneKeys.contains($0.key) }
             }
             let position = batch.events.map(\.position).max() ?? checkpoint.position
             if let snapshot {
-                _ = try await kv.set(self.snapshotKey, Data(snapshot.progress.utf8), ttl: nil)
+                records.append((self.snapshotKey, Data(snapshot.progress.utf8)))
             } else if !batch.events.isEmpty || checkpoint.cursor != batch.next.state {
-                _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: batch.next.state, position: max(position, checkpoint.position))), ttl: nil)
+                records.append((self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: batch.next.state, position: max(position, checkpoint.position)))))
             }
-            _ = try await kv.set(self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds)), ttl: nil)
+            records.append((self.leaseKey, try JSONEncoder().encode(Lease(holder: holder, expires: now.timeIntervalSince1970 + leaseSeconds))))
+            try await kv.setMany(records, ttl: nil)
             return (true, dead, applied, true)
         }
         guard current else { return 0 }
@@ -521,6 +532,7 @@ final class RelayWorker: Sendable {
             s.deadLetters += dead.count
         }
         guard leader else { return nil }
+        progress.advance(copy.name, to: position)
         if applied > 0 {
             telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: copy.target, operation: "relay.apply")).record(nanoseconds: 0, rows: applied, bytes: 0)
         }
@@ -630,7 +642,7 @@ final class RelayWorker: Sendable {
         let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
         let holder = options.holder
         try await stateHolder.withTransaction {
-            _ = try await kv.increment(self.lockKey, by: 1, ttl: nil)
+            try await self.lock(kv)
             if let raw = try await kv.get(self.leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw), lease.holder == holder {
                 _ = try await kv.delete(self.leaseKey)
             }
@@ -666,7 +678,12 @@ struct RelayCheckpoint: Codable {
     static func key(_ copy: RelayedCopy) -> String { "checkpoint\u{1F}\(copy.name)" }
 
     static func load(_ copy: RelayedCopy, from state: any KeyValueStore) async throws -> RelayCheckpoint {
-        guard let raw = try await state.get(key(copy)) else { return RelayCheckpoint() }
+        try decode(try await state.get(key(copy)), of: copy)
+    }
+
+    /// The checkpoint stored as `raw` (none yet: the start).
+    static func decode(_ raw: Data?, of copy: RelayedCopy) throws -> RelayCheckpoint {
+        guard let raw else { return RelayCheckpoint() }
         do { return try JSONDecoder().decode(RelayCheckpoint.self, from: raw) } catch {
             throw PolyglotError(.engineFailure, "The relay checkpoint of '\(copy.name)' is unreadable: \(error).",
                                 fix: "Delete it (key '\(key(copy))' of _polyglot_relay on '\(copy.target)') to replay the copy from the start.")
