@@ -8,6 +8,7 @@ import PostgresNIO
 ///
 /// - Each round writes `relayEvents` new outbox events (puts; in `--relay-rewrite` of them a key is written a
 ///   second time) with the relay stopped, then times `relay.catchUp()` until the copy holds them all.
+/// - Then 200 single puts with the relay running, each timed until a read of the copy sees it (`relayLag`).
 /// - The peer reads the same outbox in position order, 500 at a time, and upserts each page into a twin of the copy's
 ///   table (same columns, generated search column and indexes) with one `INSERT ... SELECT FROM unnest(...) ON
 ///   CONFLICT` in a transaction. It keeps no checkpoint, lease, per-key versions or snapshot windows, so it is a
@@ -63,6 +64,9 @@ private func relayRounds(_ o: BenchOptions, _ db: Polyglot, _ raw: PostgresClien
     let copies = try await raw.query("SELECT (SELECT count(*) FROM \(unescaped: target).articles)::int8, (SELECT count(*) FROM \(unescaped: target).articles_twin)::int8").collect().first?.decode((Int64, Int64).self)
     guard let copies, copies.0 == copies.1 else { throw BenchError("the copy and the twin differ: \(String(describing: copies))") }
     print("   median relay/raw time \(fmt(median(ratios), 2))x (lower is better); copy and twin both hold \(copies.0) documents")
+    await relay.release()   // hand the copy over to the running relay below at once
+    let lags = try await relayLag(db, articles, writes: 200).sorted()
+    print("   lag with the relay running, 200 single puts: p50 \(fmt(lags[lags.count / 2], 2)) ms, p99 \(fmt(lags[lags.count * 99 / 100], 2)) ms")
 }
 
 /// The hand-written relay: pages of 500 outbox events in position order, each upserted in one statement and
@@ -87,4 +91,20 @@ func rawRelay(_ raw: PostgresClient, from source: String, to table: String, afte
         copied += rows.count
         after = lastRow.0
     }
+}
+
+/// Lag with the relay running in this process: one put at a time, timed from its return until a search of the copy
+/// inside `db.reading(atLeast:)` answers (LISTEN/NOTIFY wakes the relay; the relay's commit wakes the read).
+func relayLag(_ db: Polyglot, _ articles: DocumentCollection, writes: Int) async throws -> [Double] {
+    let relay = db.relay(RelayOptions(holder: "bench-live"))
+    let running = Task { try await relay.run() }
+    defer { running.cancel() }
+    var lags: [Double] = []
+    for i in 0..<writes {
+        let token = try await articles.put("lag\(i)", ["title": .string("lag probe \(i)")])
+        let start = ContinuousClock.now
+        _ = try await db.reading(atLeast: token, maxWait: .seconds(10)) { try await articles.search("probe", limit: 1) }
+        lags.append((ContinuousClock.now - start).seconds * 1000)
+    }
+    return lags
 }
