@@ -2,7 +2,8 @@ import Foundation
 import Polyglot
 
 /// Reads `_polyglot_outbox` in commit order. SQLite has one writer, and positions are assigned under it
-/// (`AUTOINCREMENT`), so position order is commit order and the cursor is the last position read.
+/// (`AUTOINCREMENT`), so position order is commit order and the cursor is the last position read. A relay waiting
+/// for changes is woken by this process's commits; another process's are found when the wait times out.
 struct SQLiteChangeFeed: ChangeFeed {
     let engine: SQLiteEngine
 
@@ -16,6 +17,11 @@ struct SQLiteChangeFeed: ChangeFeed {
             }
         }
         return (events, ChangeCursor(state: String(events.last?.position ?? last)))
+    }
+
+    /// Returns when this process commits an outbox event after the cursor's position, or after `timeout`.
+    func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async {
+        await engine.committedOutbox.wait(0, atLeast: (Int64(cursor.state) ?? 0) + 1, timeout: timeout)
     }
 }
 

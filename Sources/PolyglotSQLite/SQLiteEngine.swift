@@ -31,6 +31,11 @@ public final class SQLiteEngine: Engine, EngineFactory {
     /// The writer connection; only for code already holding the write lock.
     var writerConnection: SQLiteConnection { writer.connection }
     private let writeLock = AsyncLock()
+    /// The last outbox position appended in the open write transaction (0: none).
+    private let appendedInTransaction = Mutex<Int64>(0)
+    /// The last outbox position this process committed; wakes its relays (``SQLiteChangeFeed``). Writes by other
+    /// processes are not seen here: the relay finds them when its idle interval ends.
+    let committedOutbox = ProgressSignal<Int>()
     private let readers: [ReaderSlot]
     private let nextReader = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)
@@ -141,11 +146,14 @@ public final class SQLiteEngine: Engine, EngineFactory {
         defer { writeLock.unlock() }
         let c = writer.connection
         let post = PostCommit()
+        appendedInTransaction.withLock { $0 = 0 }
         try c.run("BEGIN IMMEDIATE")
         do {
             let r = try await body(post)
             try c.run("COMMIT")
             post.run(logger)
+            let appended = appendedInTransaction.withLock { $0 }
+            if appended > 0 { committedOutbox.advance(0, to: appended) }
             return r
         } catch {
             if c.inTransaction { try? c.run("ROLLBACK") }
@@ -157,7 +165,9 @@ public final class SQLiteEngine: Engine, EngineFactory {
     func appendOutbox(_ c: SQLiteConnection, dataset: String, key: String, op: String, payload: Data?) throws -> Int64 {
         try c.run("INSERT INTO _polyglot_outbox(dataset, key, op, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                   [.text(dataset), .text(key), .text(op), payload.map { .blob($0) } ?? .null, .real(Date().timeIntervalSince1970)])
-        return c.lastInsertRowID
+        let position = c.lastInsertRowID
+        appendedInTransaction.withLock { $0 = position }
+        return position
     }
 
     /// The version of a write: a new outbox event's position, or for a dataset that appends no change events

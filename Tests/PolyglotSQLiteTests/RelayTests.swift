@@ -17,6 +17,23 @@ import Testing
                                                      ProjectionSpec(kind: .graph, engine: "index", edgeField: "cites", edgeLabel: "cites")])])
     }
 
+    @Test func aCommitInThisProcessWakesAnIdleRelay() async throws {
+        let db = try await Polyglot(map: Self.map(tempDir()), registry: .embedded)
+        let articles = try db.documents("articles")
+        // The relay's fallback poll is an hour away: only the engine's own signal of the commit can wake it.
+        let relay = db.relay(RelayOptions(idleInterval: .seconds(3600)))
+        let running = Task { try await relay.run() }
+        try await Task.sleep(for: .milliseconds(200))   // the relay reads the (empty) feed, then waits
+        for i in 0..<3 {
+            let token = try await articles.put("n\(i)", ["title": .string("woken \(i)")])
+            let hits = try await db.reading(atLeast: token, maxWait: .seconds(20)) { try await articles.search("woken", limit: 10) }
+            #expect(hits.count == i + 1)
+        }
+        running.cancel()
+        _ = try? await running.value
+        try await db.close()
+    }
+
     @Test func projectionsOnAnotherEngineFollowPutsAndDeletesThroughTheRelay() async throws {
         let dir = tempDir()
         let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
