@@ -25,8 +25,9 @@ import Synchronization
 ///       unloggedKeyValue: false   # keyValue tables UNLOGGED (faster, emptied after a crash)
 /// ```
 ///
-/// Every write appends to `_polyglot_outbox` in the same transaction; its position is the write's token
-/// and the version of what it wrote.
+/// Every write appends to `_polyglot_outbox` in the same transaction (except to datasets with
+/// `changeEvents: false`, which take a position from its sequence without an event); its position is the write's
+/// token and the version of what it wrote.
 public final class PostgresEngine: Engine, EngineFactory {
     public static let kind = "postgres"
     public static let capabilities: Set<Capability> = [

@@ -7,7 +7,8 @@ import Synchronization
 ///
 /// WAL mode, one writer connection and a small pool of reader connections, a 5 s busy timeout,
 /// and prepared statements cached per connection. Every write appends to the `_polyglot_outbox`
-/// table in the same transaction; its position is the write's token and the document's version.
+/// table in the same transaction (except to datasets with `changeEvents: false`, which take a position without
+/// an event); its position is the write's token and the document's version.
 ///
 /// ```yaml
 /// engines:
@@ -115,6 +116,7 @@ public final class SQLiteEngine: Engine, EngineFactory {
         if let tx = currentTransaction {
             let c = tx.box.connection
             let mark = tx.post.count
+            let appended = appendedInTransaction.withLock { $0 }
             try c.run("SAVEPOINT polyglot_op")
             do {
                 let r = try body(c, tx.post)
@@ -124,6 +126,8 @@ public final class SQLiteEngine: Engine, EngineFactory {
                 try? c.run("ROLLBACK TO polyglot_op")
                 try? c.run("RELEASE polyglot_op")
                 tx.post.truncate(to: mark)
+                // The rolled-back events were never committed (and their positions will be handed out again).
+                appendedInTransaction.withLock { $0 = appended }
                 throw error
             }
         }

@@ -30,13 +30,15 @@ final class VectorIndexes: Sendable {
 extension SQLiteEngine {
     func indexFile(_ table: String) -> String { path + "." + table + ".hnsw" }
 
-    /// What an index file must have been saved with to be current: the table's row count and the dataset's
-    /// last outbox position. Every write through Polyglot moves the position; a raw SQL insert or delete on the
-    /// table moves the count. (A raw SQL UPDATE of a vector is not detected: delete the `.hnsw` file to rebuild.)
+    /// What an index file must have been saved with to be current: the table's row count and the last position
+    /// the engine's outbox sequence handed out. Every write through Polyglot moves the position, also to datasets
+    /// that append no events (a relayed copy); a raw SQL insert or delete on the table moves the count. (A raw SQL
+    /// UPDATE of a vector is not detected: delete the `.hnsw` file to rebuild.) Any write to the engine after the
+    /// save makes the file stale, so after a crash the index is rebuilt from the table.
     func indexStamp(table: String, dataset: String, on c: SQLiteConnection, rows: Int? = nil) throws -> String {
         let count = try rows ?? Int(c.query("SELECT count(*) FROM \(SQLFilter.quoteIdentifier(table))").first?.first?.int ?? 0)
-        let last = try c.query("SELECT max(position) FROM _polyglot_outbox WHERE dataset = ?", [.text(dataset)]).first?.first?.int ?? 0
-        return "v1 rows=\(count) last=\(last)"
+        let last = try c.query("SELECT seq FROM sqlite_sequence WHERE name = '_polyglot_outbox'").first?.first?.int ?? 0
+        return "v2 rows=\(count) last=\(last)"
     }
 
     /// Loads the table's index from its file when the file is current, or rebuilds it from the table.

@@ -142,16 +142,48 @@ import Testing
         try await db.close()
     }
 
-    @Test func aRemoteEmbedderFillsAPgvectorProjectionThroughTheRelay() async throws {
+    /// A documents dataset `notes` whose vectors projection (on its own engine) is embedded by the relay through the
+    /// test embeddings server, under a model name of its own (the server keeps faults, delays and counts per model).
+    static func notesWithRemoteEmbeddings(capture: Bool) async throws -> Polyglot {
         let url = TestServers.value("POLYGLOT_TEST_EMBEDDINGS_URL")
         try #require(!url.isEmpty, Comment(rawValue: TestServers.missing("POLYGLOT_TEST_EMBEDDINGS_URL")))
         setenv("POLYGLOT_TEST_EMBEDDINGS_KEY", TestServers.value("POLYGLOT_TEST_EMBEDDINGS_KEY"), 1)
         let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18))],
                           datasets: [DatasetSpec(name: "notes", model: .documents, engine: "primary",
-                                                 projections: [.vectors(on: "primary", fields: ["title"], dimension: 32, embedder: "model")])],
+                                                 projections: [.vectors(on: "primary", fields: ["title"], dimension: 32, embedder: "model")],
+                                                 capture: capture)],
                           embedders: [EmbedderSpec(name: "model", kind: "openai", url: url, model: "test-pg-\(UInt32.random(in: 0 ... .max))z",
                                                    apiKeyEnv: "POLYGLOT_TEST_EMBEDDINGS_KEY")])
-        let db = try await Polyglot(map: map, registry: PGServers.registry)
+        return try await Polyglot(map: map, registry: PGServers.registry)
+    }
+
+    /// A captured dataset's snapshot events all have position 0, and one transaction's captured events share its
+    /// position: each document must still get its own vector (they were once matched to texts by position).
+    @Test func capturedRowsSharingAPositionEachGetTheirOwnEmbedding() async throws {
+        let db = try await Self.notesWithRemoteEmbeddings(capture: true)
+        let notes = try db.documents("notes")
+        // Before the relay's capture slot exists: copied by its snapshot, all at position 0.
+        try await notes.put("n1", ["title": "sourdough bread starter"])
+        try await notes.put("n2", ["title": "raft consensus protocol"])
+        let relay = db.relay(RelayOptions(holder: "captured-embeddings"))
+        _ = try await relay.catchUp()
+        #expect(try await notes.nearest(text: "bread starter", k: 1).first?.id == "n1")
+        #expect(try await notes.nearest(text: "consensus protocol", k: 1).first?.id == "n2")
+        // One transaction, two documents: captured changes that share the transaction's position.
+        try await db.transaction(on: "primary") {
+            try await notes.put("n3", ["title": "espresso grinder settings"])
+            try await notes.put("n4", ["title": "vector clock ordering"])
+        }
+        try await CaptureRelayTests.eventually("the transaction's documents are embedded") {
+            _ = try await relay.catchUp()
+            return try await notes.nearest(text: "vector clock", k: 1).first?.id == "n4"
+        }
+        #expect(try await notes.nearest(text: "espresso grinder", k: 1).first?.id == "n3")
+        try await db.close()
+    }
+
+    @Test func aRemoteEmbedderFillsAPgvectorProjectionThroughTheRelay() async throws {
+        let db = try await Self.notesWithRemoteEmbeddings(capture: false)
         let notes = try db.documents("notes")
         try await notes.put("n1", ["title": "sourdough bread starter"])
         try await notes.put("n2", ["title": "raft consensus protocol"])

@@ -1,6 +1,6 @@
 import Foundation
 import Polyglot
-import PolyglotSQLite
+@testable import PolyglotSQLite
 import Synchronization
 import Testing
 
@@ -31,6 +31,38 @@ import Testing
         }
         running.cancel()
         _ = try? await running.value
+        try await db.close()
+    }
+
+    /// A copy's writes append no outbox events, yet a saved vector index must still go stale when they change the
+    /// vectors: otherwise, after a crash, the next open would load an index file older than the table.
+    @Test func aCopysWriteMakesTheSavedVectorIndexStale() async throws {
+        let db = try await Polyglot(map: Self.map(tempDir()), registry: .embedded)
+        let articles = try db.documents("articles")
+        try await articles.put("a1", ["title": "first title"])
+        let relay = db.relay()
+        _ = try await relay.catchUp()
+        let index = try #require(try db.engine("index") as? SQLiteEngine)
+        let stamp = { try await index.write { c in try index.indexStamp(table: "articles__vectors", dataset: "articles", on: c) } }
+        let saved = try await stamp()
+        try await articles.put("a1", ["title": "second title"])   // the copy's row count stays the same
+        #expect(try await relay.catchUp() == 1)
+        #expect(try await stamp() != saved)
+        try await db.close()
+    }
+
+    /// The wake-up position is the last committed event: a write rolled back to its savepoint inside a transaction
+    /// that commits must not move it (its position is handed out again, and a relay would spin until then).
+    @Test func aWriteRolledBackInsideACommittedTransactionWakesNoRelay() async throws {
+        let db = try await Polyglot(map: Self.map(tempDir()), registry: .embedded)
+        let primary = try #require(try db.engine("primary") as? SQLiteEngine)
+        let store = try primary.documentStore(for: db.map.datasets[0])
+        let version = try await db.transaction(on: "primary") { () -> Int64 in
+            let v = try await store.put([("good", Data(#"{"title":"ok"}"#.utf8))])[0]
+            await #expect(throws: (any Error).self) { try await store.put([("bad", Data("{not json".utf8))]) }
+            return v
+        }
+        #expect(primary.committedOutbox.position(0) == version)
         try await db.close()
     }
 

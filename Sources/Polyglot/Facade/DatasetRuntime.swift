@@ -149,16 +149,21 @@ final class DatasetRuntime: Sendable {
         var applied: Int64 = 0
         for copy in copies {
             while true {
-                // A relay of this instance says when it commits; one in another process is seen in the checkpoint,
-                // read every 5 ms.
-                applied = relayProgress.position(copy.name)
-                if applied >= token.position { break }
-                applied = max(applied, try await RelayCheckpoint.load(copy, from: state).position)
+                // The checkpoint decides, read the way the projection read will be (an engine with replicas may
+                // serve both from a replica that has not replayed the relay's commit yet). A relay of this
+                // instance wakes the wait when it commits; one in another process is seen every 5 ms.
+                applied = try await RelayCheckpoint.load(copy, from: state).position
                 if applied >= token.position { break }
                 let now = ContinuousClock.now
                 if now >= deadline { break }
-                await relayProgress.wait(copy.name, atLeast: token.position, timeout: min(.milliseconds(5), deadline - now))
-                try Task.checkCancellation()
+                let pause = min(.milliseconds(5), deadline - now)
+                if relayProgress.position(copy.name) >= token.position {
+                    // This instance's relay has committed it, but the checkpoint read has not seen it (a replica).
+                    try await Task.sleep(for: pause)
+                } else {
+                    await relayProgress.wait(copy.name, atLeast: token.position, timeout: pause)
+                    try Task.checkCancellation()
+                }
             }
             if applied < token.position { break }
         }

@@ -108,8 +108,9 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
 public struct RelayOptions: Sendable {
     /// Events read from the source's change feed per step.
     public var batchSize: Int
-    /// How long an idle relay waits before reading the feed again. On PostgreSQL a commit wakes it earlier
-    /// (LISTEN/NOTIFY), so this is only the fallback poll there.
+    /// How long an idle relay waits before reading the feed again. A commit wakes it earlier on PostgreSQL
+    /// (LISTEN/NOTIFY, from any process) and on SQLite (commits of the same process), so there it is the fallback
+    /// poll. A relay that another one leads waits this long between its looks at the lease.
     public var idleInterval: Duration
     /// How long a relay owns a copy after its last step; another relay may take it over once the lease expires.
     public var leaseDuration: Duration
@@ -189,8 +190,20 @@ public final class Relay: Service, Sendable {
             for w in workers { group.addTask { await w.loop() } }
         }
         // run() usually ends because its task was cancelled, and a cancelled task's queries fail at once: the
-        // release runs in a task of its own, so the lease is handed over instead of left to expire.
-        await Task { await self.release() }.value
+        // release runs in a task of its own, so the lease is handed over instead of left to expire. It is waited
+        // for at most `leaseDuration`: a state engine that does not answer must not hold up shutdown.
+        let released = ProgressSignal<Int>()
+        let releasing = Task {
+            await self.release()
+            released.advance(0, to: 1)
+        }
+        let limit = options.leaseDuration
+        await Task { await released.wait(0, atLeast: 1, timeout: limit) }.value
+        if released.position(0) == 0 {
+            releasing.cancel()
+            db.logger.warning("relay: releasing the leases took longer than the lease duration; they will expire instead",
+                              metadata: ["leaseDuration": "\(limit)"])
+        }
     }
 
     /// Gives up this relay's leases, so another relay can take its copies over at once instead of after the
@@ -301,7 +314,8 @@ final class RelayWorker: Sendable {
     /// lock (PostgreSQL) or the write lock (SQLite) until commit, so the lease checks and checkpoint moves of
     /// concurrent relays and rebuilds on this copy run one after the other.
     func lock(_ kv: any KeyValueStore) async throws {
-        _ = try await kv.set(lockKey, Data("locked".utf8), ttl: nil)
+        // "1": a relay of an older version, which increments this row, can still run next to this one.
+        _ = try await kv.set(lockKey, Data("1".utf8), ttl: nil)
     }
     var deadPrefix: String { "dead\u{1F}\(copy.name)\u{1F}" }
     /// A captured copy's initial snapshot: `<rows copied>\u{1F}<last key>` after each page, then `done` (absent
@@ -358,7 +372,13 @@ final class RelayWorker: Sendable {
             do {
                 let n = try await step()
                 backoff = options.idleInterval
-                if n == nil || n == 0 { await idle() }
+                if n == nil {
+                    // Another relay leads: its progress, not new commits, decides when there is work here, and a
+                    // feed wake-up would fire at every commit it has not applied yet.
+                    try? await Task.sleep(for: options.idleInterval)
+                } else if n == 0 {
+                    await idle()
+                }
             } catch {
                 // A step cut short by shutdown is not a failure.
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
@@ -407,14 +427,15 @@ final class RelayWorker: Sendable {
         }
         let mine = batch.events.filter { $0.dataset == copy.dataset.name }
         if snapshot == nil { state.withLock { $0.lastCursor = batch.next.state } }
-        // The relay's own state writes append no outbox events (`changeEvents: false`); this filter only guards
-        // against a state dataset written by an older version.
-        let relevant = snapshot.map { _ in 1 } ?? batch.events.count { $0.dataset != RelayedCopy.stateDataset }
-        if relevant == 0 { return 0 }
+        // An empty batch means nothing is left (the feed's contract), so nothing is stored for it. Any other batch
+        // moves the checkpoint, even one of other datasets' events or of relay state an older version wrote
+        // with events: otherwise the relay would read it again forever.
+        if snapshot == nil && batch.events.isEmpty { return 0 }
+        let relevant = snapshot.map { _ in 1 } ?? batch.events.count
         // Embeddings are computed before the transaction: a slow model holds no lock. A failure the endpoint may
         // recover from fails the step (retried with backoff; other copies go on); a document it refuses becomes a
         // dead letter.
-        var embeddings: ([Int64: [Float]], [Int64: String]) = ([:], [:])
+        var embeddings: ([String: [Float]], [String: String]) = ([:], [:])
         if let embedder, let p = copy.dataset.projection(.vectors) {
             embeddings = try await embed(Self.latestPerKey(mine).filter { $0.operation == "put" }, with: embedder, projection: p)
         }
@@ -442,7 +463,8 @@ final class RelayWorker: Sendable {
             func setAside(_ event: ChangeEvent, _ error: String) async throws {
                 let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: error)
                 dead.append(letter)
-                _ = try await kv.set(deadPrefix + String(format: "%020lld", event.position), try JSONEncoder().encode(letter), ttl: nil)
+                // Position and sequence: the events of one captured transaction (or of a snapshot) share a position.
+                _ = try await kv.set(deadPrefix + String(format: "%020lld.%010d", event.position, event.sequence), try JSONEncoder().encode(letter), ttl: nil)
             }
             if let publisher, !mine.isEmpty {
                 // Published inside the state transaction: if publishing fails, the checkpoint does not move and
@@ -473,15 +495,15 @@ final class RelayWorker: Sendable {
                 // Per key, only the batch's last event is applied, and only over an older version: a replay, or a
                 // repair that already wrote a newer state, leaves the copy as it is. The versions are read and
                 // written once per batch, and the puts go in one call.
-                let due = try await Self.newerThanHeld(Self.latestPerKey(mine), copy: copyName, in: kv)
+                let (due, held) = try await Self.newerThanHeld(Self.latestPerKey(mine), copy: copyName, in: kv)
                 var done: [ChangeEvent] = []
                 if let vectors {
-                    var records: [VectorRecord] = []
+                    var upserts: [VectorRecord] = []
                     for event in due {
-                        if let error = refused[event.position] {
+                        if let error = refused[event.key] {
                             try await setAside(event, error)
-                        } else if event.operation == "put", let vector = embedded[event.position], !vector.isEmpty {
-                            records.append(VectorRecord(id: event.key, vector: vector))
+                        } else if event.operation == "put", let vector = embedded[event.key], !vector.isEmpty {
+                            upserts.append(VectorRecord(id: event.key, vector: vector))
                             done.append(event)
                         } else if event.operation == "put" || event.operation == "delete" {
                             // Deleted, or nothing to embed (the fields are empty): no vector.
@@ -489,15 +511,16 @@ final class RelayWorker: Sendable {
                             done.append(event)
                         }
                     }
-                    if !records.isEmpty { _ = try await vectors.upsert(records) }
+                    if !upserts.isEmpty { _ = try await vectors.upsert(upserts) }
                 }
                 if let docs {
                     done += try await Self.apply(due, to: docs, setAside: setAside)
                 }
                 records += done.map { (RelayedCopy.versionKey(copyName, $0.key), $0.version.stored) }
-                // An event overwritten by a later one of its key in this batch counts as applied with it.
+                // An event overwritten by a later one of its key in this batch counts as applied with it (unless the
+                // copy already held a version as new as it: a replay).
                 let doneKeys = Set(done.map(\.key))
-                applied += mine.count { doneKeys.contains($0.key) }
+                applied += mine.count { e in doneKeys.contains(e.key) && held[e.key].map { $0 < e.version } ?? true }
             }
             let position = batch.events.map(\.position).max() ?? checkpoint.position
             if let snapshot {
@@ -546,14 +569,15 @@ final class RelayWorker: Sendable {
         return events.enumerated().filter { last[$0.element.key] == $0.offset }.map(\.element)
     }
 
-    /// The events whose key the copy holds at an older version than theirs (or not at all), by one read of the
-    /// relay's per-key versions.
-    static func newerThanHeld(_ events: [ChangeEvent], copy: String, in kv: any KeyValueStore) async throws -> [ChangeEvent] {
-        let held = try await kv.getMany(events.map { RelayedCopy.versionKey(copy, $0.key) })
-        return events.filter { event in
-            guard let stored = held[RelayedCopy.versionKey(copy, event.key)], let version = EventVersion(stored: stored) else { return true }
-            return version < event.version
+    /// The events whose key the copy holds at an older version than theirs (or not at all), and the versions it
+    /// holds by key, by one read of the relay's per-key versions.
+    static func newerThanHeld(_ events: [ChangeEvent], copy: String, in kv: any KeyValueStore) async throws -> ([ChangeEvent], [String: EventVersion]) {
+        let stored = try await kv.getMany(events.map { RelayedCopy.versionKey(copy, $0.key) })
+        var held: [String: EventVersion] = [:]
+        for event in events {
+            if let raw = stored[RelayedCopy.versionKey(copy, event.key)], let version = EventVersion(stored: raw) { held[event.key] = version }
         }
+        return (events.filter { event in held[event.key].map { $0 < event.version } ?? true }, held)
     }
 
     /// Applies puts and deletes (one event per key) to a documents copy: the puts in one call, and if the copy
@@ -600,34 +624,36 @@ final class RelayWorker: Sendable {
         }
     }
 
-    /// Embeddings of the puts in `events`, by event position (an empty vector when there is no text to embed),
-    /// and the events the embedder refused, with its message. Throws when the endpoint may recover (retry later).
-    private func embed(_ events: [ChangeEvent], with embedder: any Embedder, projection p: ProjectionSpec) async throws -> ([Int64: [Float]], [Int64: String]) {
-        var texts: [(position: Int64, text: String)] = []
-        var refused: [Int64: String] = [:]
+    /// Embeddings of the puts in `events` (one event per key), by key (an empty vector when there is no text to
+    /// embed), and the keys the embedder refused, with its message. Throws when the endpoint may recover (retry
+    /// later). Keyed by key, not position: a snapshot's events all have position 0, and a captured transaction's
+    /// events share its position.
+    private func embed(_ events: [ChangeEvent], with embedder: any Embedder, projection p: ProjectionSpec) async throws -> ([String: [Float]], [String: String]) {
+        var texts: [(key: String, text: String)] = []
+        var refused: [String: String] = [:]
         for event in events {
             guard let payload = event.payload, let body = try? JSON(parsing: payload) else {
-                refused[event.position] = "Outbox event \(event.position) (put '\(event.key)') has no readable payload to embed."
+                refused[event.key] = "Outbox event \(event.position) (put '\(event.key)') has no readable payload to embed."
                 continue
             }
-            texts.append((event.position, p.embeddingText(of: body)))
+            texts.append((event.key, p.embeddingText(of: body)))
         }
-        var out: [Int64: [Float]] = [:]
+        var out: [String: [Float]] = [:]
         guard !texts.isEmpty else { return (out, refused) }
         let start = ContinuousClock.now
         let recorder = telemetry.recorder(OperationKey(dataset: copy.dataset.name, engine: p.embedder ?? EmbedderSpec.hashing, operation: "embed"))
         do {
             let vectors = try await embedder.embed(texts.map(\.text))
-            for (t, v) in zip(texts, vectors) { out[t.position] = v }
+            for (t, v) in zip(texts, vectors) { out[t.key] = v }
             recorder.record(nanoseconds: Telemetry.nanoseconds(since: start), rows: texts.count, bytes: texts.reduce(0) { $0 + $1.text.utf8.count })
         } catch let error as PolyglotError where !error.isRetryable {
             recorder.record(nanoseconds: Telemetry.nanoseconds(since: start), failed: true)
             // The endpoint refused the batch: find which documents it refuses, one at a time.
             for t in texts {
                 do {
-                    out[t.position] = try await embedder.embed([t.text]).first ?? []
+                    out[t.key] = try await embedder.embed([t.text]).first ?? []
                 } catch let one as PolyglotError where !one.isRetryable {
-                    refused[t.position] = one.description
+                    refused[t.key] = one.description
                 }
             }
         } catch {
