@@ -81,6 +81,28 @@ struct PostgresChangeFeed: ChangeFeed {
     }
 }
 
+extension PostgresChangeFeed {
+    /// A reader that has applied position `highest` may still lack a lower `position` whose transaction committed
+    /// after the window that held `highest`. The event is applied when its transaction is visible in the last
+    /// window read to its end (`previous`), or in the window being read, at or below the last position read.
+    func hasApplied(_ position: Int64, through cursor: ChangeCursor, highest: Int64) async throws -> Bool {
+        guard highest >= position else { return false }
+        let state = State(cursor.state)
+        guard !state.previous.isEmpty || !state.target.isEmpty else { return false }
+        var q = PGQuery()
+        let p = q.bind(position)
+        var visible: [String] = []
+        if !state.previous.isEmpty { visible.append("pg_visible_in_snapshot(xid, \(q.bind(state.previous))::pg_snapshot)") }
+        if !state.target.isEmpty {
+            visible.append("(pg_visible_in_snapshot(xid, \(q.bind(state.target))::pg_snapshot) AND position <= \(q.bind(state.last)))")
+        }
+        q.sql = "SELECT \(visible.joined(separator: " OR ")) FROM \(engine.outbox) WHERE position = \(p)"
+        let answers = try await engine.read { c in try await engine.fetch(c, q) { try $0.decode(Bool.self) } }
+        // No such event (pruned, which happens only once every copy has applied it): applied.
+        return answers.first ?? true
+    }
+}
+
 extension PostgresEngine: ChangeFeedEngine {
     public func changeFeed() -> any ChangeFeed { PostgresChangeFeed(engine: self) }
 }

@@ -92,6 +92,37 @@ import Testing
         try await db.close()
     }
 
+    /// Positions come from a sequence, so a write can hold position 5 while 6 commits and is relayed: the copy's
+    /// highest position is then past 5 without having 5. A read with 5's token must wait for 5 itself.
+    @Test func aReadWaitsForItsOwnWriteEvenWhenHigherPositionsWereAppliedFirst() async throws {
+        let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        let relay = db.relay(RelayOptions(holder: "early"))
+        let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
+        let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
+        let slow = Task {
+            try await db.transaction(on: "primary") { () -> ConsistencyToken in
+                let token = try await articles.put("slow", ["title": "committed late"])
+                tookContinuation.yield()
+                for await _ in mayCommit { break }
+                return token
+            }
+        }
+        for await _ in tookPosition { break }
+        let fast = try await articles.put("fast", ["title": "committed early"])
+        _ = try await relay.catchUp()   // applies "fast": the copy's highest position passes "slow"'s
+        commitContinuation.yield()
+        let token = try await slow.value
+        #expect(fast.position > token.position)
+        let error = await #expect(throws: PolyglotError.self) {
+            try await db.reading(atLeast: token, maxWait: .milliseconds(300)) { try await articles.search("late") }
+        }
+        #expect(error?.code == .stale && error?.message.contains("not \(token.position)") == true, "\(String(describing: error))")
+        _ = try await relay.catchUp()
+        #expect(try await db.reading(atLeast: token, maxWait: .seconds(5)) { try await articles.search("late") }.map(\.id) == ["slow"])
+        try await db.close()
+    }
+
     @Test func aCommitWakesAnIdleRelayThroughListenNotify() async throws {
         let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
         let articles = try db.documents("articles")

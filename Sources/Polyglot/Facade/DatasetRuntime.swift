@@ -145,15 +145,22 @@ final class DatasetRuntime: Sendable {
         var copies: [RelayedCopy] = []
         if p.engine != spec.engine { copies.append(RelayedCopy(dataset: spec, target: p.engine)) }
         if p.isEmbeddedByRelay { copies.append(RelayedCopy(dataset: spec, target: p.engine, kind: .embeddings)) }
+        guard !copies.isEmpty, let feed = (sourceEngine as? any ChangeFeedEngine)?.changeFeed() else { return }
         let deadline = ContinuousClock.now + ReadConsistency.maxWait
         var applied: Int64 = 0
+        var done = false
         for copy in copies {
+            done = false
             while true {
                 // The checkpoint decides, read the way the projection read will be (an engine with replicas may
                 // serve both from a replica that has not replayed the relay's commit yet). A relay of this
                 // instance wakes the wait when it commits; one in another process is seen every 5 ms.
-                applied = try await RelayCheckpoint.load(copy, from: state).position
-                if applied >= token.position { break }
+                let checkpoint = try await RelayCheckpoint.load(copy, from: state)
+                applied = checkpoint.position
+                if try await feed.hasApplied(token.position, through: ChangeCursor(state: checkpoint.cursor), highest: applied) {
+                    done = true
+                    break
+                }
                 let now = ContinuousClock.now
                 if now >= deadline { break }
                 let pause = min(.milliseconds(5), deadline - now)
@@ -165,10 +172,13 @@ final class DatasetRuntime: Sendable {
                     try Task.checkCancellation()
                 }
             }
-            if applied < token.position { break }
+            if !done { break }
         }
-        if applied >= token.position { return }
-        throw PolyglotError(.stale, "The \(p.kind.rawValue) projection of '\(spec.name)' on '\(p.engine)' has applied the outbox up to position \(applied); the read asked for at least \(token.position) (\(token.position - applied) behind) and waited \(ReadConsistency.maxWait).",
+        if done { return }
+        let behind = applied < token.position
+            ? "has applied the outbox up to position \(applied); the read asked for at least \(token.position) (\(token.position - applied) behind)"
+            : "has applied later positions (up to \(applied)) but not \(token.position), whose transaction committed after them; the read asked for it"
+        throw PolyglotError(.stale, "The \(p.kind.rawValue) projection of '\(spec.name)' on '\(p.engine)' \(behind) and waited \(ReadConsistency.maxWait).",
                             fix: "Make sure a relay runs (Polyglot.run(), db.relay(), or `polyglot relay`), raise maxWait, or read the source of truth with get/query.",
                             retryable: true)
     }

@@ -73,10 +73,16 @@ public protocol ChangeFeed: Sendable {
     /// `timeout`. Engines that are told about commits (PostgreSQL's LISTEN/NOTIFY) return early; the default
     /// just waits `timeout`.
     func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async
+    /// Whether a reader whose checkpoint is `cursor`, having applied events up to position `highest`, has applied
+    /// the event at `position` (what a read with a consistency token waits for). The default, `highest >= position`,
+    /// is exact where positions follow commit order (SQLite); PostgreSQL also asks whether the event's transaction
+    /// was in the snapshots the cursor has read, since a lower position can commit after a higher one.
+    func hasApplied(_ position: Int64, through cursor: ChangeCursor, highest: Int64) async throws -> Bool
 }
 
 extension ChangeFeed {
     public func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async { try? await Task.sleep(for: timeout) }
+    public func hasApplied(_ position: Int64, through cursor: ChangeCursor, highest: Int64) async throws -> Bool { highest >= position }
 }
 
 /// Publishes change events to an event bus (the `stream` projection), e.g. a Redis Stream. Delivery is at least
