@@ -6,7 +6,11 @@ import Testing
 @testable import PolyglotRedis
 
 /// Redis Cluster against the real 3-master cluster (scripts/services/up redis).
-@Suite struct ClusterTests {
+///
+/// Serialized: `liveSlotMigrationIsFollowed` moves a slot between masters, and a test running next to it could put
+/// a key in that slot (its key count is then off) or read one on the node the slot just left (MOVED). Both
+/// happened once in a full run.
+@Suite(.serialized) struct ClusterTests {
     func urls() throws -> [String] {
         try #require(RedisServers.cluster, Comment(rawValue: TestServers.missing(RedisServers.clusterVariable)))
     }
