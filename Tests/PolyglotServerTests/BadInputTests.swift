@@ -71,7 +71,9 @@ struct BadInputTests {
             #expect(missing.status == .unauthorized && missing.problemCode == "missing-key")
             #expect(missing.headers[.wwwAuthenticate] != nil)
             #expect(try await c.call(.get, "/v1/documents/products/p1", headers: auth("pk_aaaaaaaaaaaa_" + String(repeating: "b", count: 43))).problemCode == "invalid-key")
-            #expect(try await c.call(.get, "/v1/documents/products/p1", headers: auth(String(reader.dropLast()) + "Z")).problemCode == "invalid-key")
+            // The reader's key with its last character changed (a random key may already end in "Z").
+            let tampered = String(reader.dropLast()) + (reader.hasSuffix("Z") ? "Y" : "Z")
+            #expect(try await c.call(.get, "/v1/documents/products/p1", headers: auth(tampered)).problemCode == "invalid-key")
 
             #expect(try await c.call(.put, "/v1/documents/products/p1", json: #"{"price":1}"#, headers: auth(writer)).status == .ok)
             #expect(try await c.call(.get, "/v1/documents/products/p1", headers: auth(reader)).status == .ok)
