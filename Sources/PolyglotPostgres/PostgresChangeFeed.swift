@@ -42,7 +42,8 @@ struct PostgresChangeFeed: ChangeFeed {
         var state = State(cursor.state)
         // Noted before the snapshot: a commit notified after this is waited for by waitForChanges(after:).
         state.notified = engine.notifications.listen()
-        return try await engine.read { c in
+        // On the primary: replicas replay at different speeds, and a cursor's snapshots must come from one timeline.
+        return try await engine.readOnPrimary { c in
             while true {
                 let continuing = !state.target.isEmpty
                 if !continuing {
@@ -86,6 +87,8 @@ extension PostgresChangeFeed {
     /// after the window that held `highest`. The event is applied when its transaction is visible in the last
     /// window read to its end (`previous`), or in the window being read, at or below the last position read.
     func hasApplied(_ position: Int64, through cursor: ChangeCursor, highest: Int64) async throws -> Bool {
+        // Position 0: a write that appended no event (an empty batch, a dataset without change events).
+        if position <= 0 { return true }
         guard highest >= position else { return false }
         let state = State(cursor.state)
         guard !state.previous.isEmpty || !state.target.isEmpty else { return false }
@@ -96,10 +99,18 @@ extension PostgresChangeFeed {
         if !state.target.isEmpty {
             visible.append("(pg_visible_in_snapshot(xid, \(q.bind(state.target))::pg_snapshot) AND position <= \(q.bind(state.last)))")
         }
-        q.sql = "SELECT \(visible.joined(separator: " OR ")) FROM \(engine.outbox) WHERE position = \(p)"
-        let answers = try await engine.read { c in try await engine.fetch(c, q) { try $0.decode(Bool.self) } }
-        // No such event (pruned, which happens only once every copy has applied it): applied.
-        return answers.first ?? true
+        // The event's row, or when there is none, whether it was pruned (below the oldest row left; the outbox keeps
+        // what a copy has not applied) rather than not there yet.
+        q.sql = """
+        SELECT (SELECT \(visible.joined(separator: " OR ")) FROM \(engine.outbox) WHERE position = \(p)),
+               coalesce((SELECT min(position) FROM \(engine.outbox)) > \(p), true)
+        """
+        // On the primary, where the token's write certainly is (a replica may not have replayed it yet).
+        let answer = try await engine.readOnPrimary { c in
+            try await engine.fetch(c, q) { try $0.decode((Bool?, Bool).self) }.first
+        }
+        guard let answer else { return false }
+        return answer.0 ?? answer.1
     }
 }
 

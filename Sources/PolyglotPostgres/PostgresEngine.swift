@@ -198,6 +198,18 @@ public final class PostgresEngine: Engine, EngineFactory {
         }
     }
 
+    /// Runs a read on the primary, never a replica (inside the current transaction when there is one): for reads
+    /// that must see the newest commits on one timeline, such as the change feed's snapshots.
+    func readOnPrimary<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
+        try checkOpen()
+        if let tx = currentTransaction { try checkAlive(tx.connection); return try await run(body, on: tx.connection) }
+        do {
+            return try await primary.withConnection { c in try await body(c) }
+        } catch {
+            throw PostgresEngine.mapped(error, engine: spec.name, during: "a read")
+        }
+    }
+
     /// Runs a read like ``read(_:)``; when the facade measures the rows it examines (``RowsExamined/current`` is
     /// bound, for one query in `advisor.sampleEvery`), the read runs in a transaction between two reads of
     /// `pg_stat_xact_user_tables` for `table`: the difference in tuples fetched by sequential and index scans is

@@ -97,6 +97,9 @@ import Testing
     @Test func aReadWaitsForItsOwnWriteEvenWhenHigherPositionsWereAppliedFirst() async throws {
         let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
         let articles = try db.documents("articles")
+        // A token of position 0 (a write that appended no event) waits for nothing, even before any relay ran.
+        let nothing = ConsistencyToken(engine: "primary", position: 0)
+        #expect(try await db.reading(atLeast: nothing, maxWait: .milliseconds(300)) { try await articles.search("late") }.isEmpty)
         let relay = db.relay(RelayOptions(holder: "early"))
         let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
         let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)

@@ -437,6 +437,12 @@ final class RelayWorker: Sendable {
         // dead letter.
         var embeddings: ([String: [Float]], [String: String]) = ([:], [:])
         if let embedder, let p = copy.dataset.projection(.vectors) {
+            // Embedding costs model calls: a relay that another one leads stops before it (the transaction below
+            // checks the lease again, under the lock).
+            if let raw = try await kv.get(leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw),
+               lease.holder != options.holder, lease.expires > Date().timeIntervalSince1970 {
+                return nil
+            }
             embeddings = try await embed(Self.latestPerKey(mine).filter { $0.operation == "put" }, with: embedder, projection: p)
         }
         let (embedded, refused) = embeddings
@@ -464,7 +470,7 @@ final class RelayWorker: Sendable {
                 let letter = DeadLetter(position: event.position, key: event.key, operation: event.operation, error: error)
                 dead.append(letter)
                 // Position and sequence: the events of one captured transaction (or of a snapshot) share a position.
-                _ = try await kv.set(deadPrefix + String(format: "%020lld.%010d", event.position, event.sequence), try JSONEncoder().encode(letter), ttl: nil)
+                _ = try await kv.set(deadPrefix + String(format: "%020lld.%010ld", event.position, event.sequence), try JSONEncoder().encode(letter), ttl: nil)
             }
             if let publisher, !mine.isEmpty {
                 // Published inside the state transaction: if publishing fails, the checkpoint does not move and
