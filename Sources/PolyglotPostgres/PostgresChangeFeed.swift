@@ -84,8 +84,7 @@ struct PostgresChangeFeed: ChangeFeed {
 
 extension PostgresChangeFeed {
     /// A reader that has applied position `highest` may still lack a lower `position` whose transaction committed
-    /// after the window that held `highest`. The event is applied when its transaction is visible in the last
-    /// window read to its end (`previous`), or in the window being read, at or below the last position read.
+    /// after the window that held `highest`: the event is applied when the reader has read its row (``read(by:_:)``).
     func hasApplied(_ position: Int64, through cursor: ChangeCursor, highest: Int64) async throws -> Bool {
         // Position 0: a write that appended no event (an empty batch, a dataset without change events).
         if position <= 0 { return true }
@@ -94,15 +93,11 @@ extension PostgresChangeFeed {
         guard !state.previous.isEmpty || !state.target.isEmpty else { return false }
         var q = PGQuery()
         let p = q.bind(position)
-        var visible: [String] = []
-        if !state.previous.isEmpty { visible.append("pg_visible_in_snapshot(xid, \(q.bind(state.previous))::pg_snapshot)") }
-        if !state.target.isEmpty {
-            visible.append("(pg_visible_in_snapshot(xid, \(q.bind(state.target))::pg_snapshot) AND position <= \(q.bind(state.last)))")
-        }
+        let visible = Self.read(by: state, &q) ?? "false"
         // The event's row, or when there is none, whether it was pruned (below the oldest row left; the outbox keeps
         // what a copy has not applied) rather than not there yet.
         q.sql = """
-        SELECT (SELECT \(visible.joined(separator: " OR ")) FROM \(engine.outbox) WHERE position = \(p)),
+        SELECT (SELECT \(visible) FROM \(engine.outbox) WHERE position = \(p)),
                coalesce((SELECT min(position) FROM \(engine.outbox)) > \(p), true)
         """
         // On the primary, where the token's write certainly is (a replica may not have replayed it yet).
@@ -111,6 +106,30 @@ extension PostgresChangeFeed {
         }
         guard let answer else { return false }
         return answer.0 ?? answer.1
+    }
+
+    /// An SQL condition on an outbox row: whether a reader at `state` has read it (nil: it has read nothing). Read
+    /// are the rows visible in the last window read to its end (`previous`), and in the window being read, those at
+    /// or below the last position read.
+    static func read(by state: State, _ q: inout PGQuery) -> String? {
+        var visible: [String] = []
+        if !state.previous.isEmpty { visible.append("pg_visible_in_snapshot(xid, \(q.bind(state.previous))::pg_snapshot)") }
+        if !state.target.isEmpty {
+            visible.append("(pg_visible_in_snapshot(xid, \(q.bind(state.target))::pg_snapshot) AND position <= \(q.bind(state.last)))")
+        }
+        return visible.isEmpty ? nil : "(" + visible.joined(separator: " OR ") + ")"
+    }
+
+    /// No outbox row read by `other` is unread by `cursor`. Rows older than the oldest transaction `cursor`'s last
+    /// finished window saw running are read by it, so only the newer ones are looked at (the xid index).
+    func covers(_ cursor: ChangeCursor, highest: Int64, everythingIn other: ChangeCursor, otherHighest: Int64) async throws -> Bool {
+        let mine = State(cursor.state), theirs = State(other.state)
+        var q = PGQuery()
+        guard let theirRows = Self.read(by: theirs, &q) else { return true }
+        let myRows = Self.read(by: mine, &q) ?? "false"
+        let recent = mine.previous.isEmpty ? "" : " AND xid >= pg_snapshot_xmin(\(q.bind(mine.previous))::pg_snapshot)"
+        q.sql = "SELECT NOT EXISTS (SELECT 1 FROM \(engine.outbox) WHERE \(theirRows) AND NOT \(myRows)\(recent))"
+        return try await engine.readOnPrimary { c in try await engine.fetch(c, q) { try $0.decode(Bool.self) }.first ?? false }
     }
 }
 

@@ -1,7 +1,8 @@
 import Foundation
-import Polyglot
+@testable import Polyglot
 import PolyglotPostgres
 import PolyglotTesting
+import Synchronization
 import Testing
 
 /// The relay on PostgreSQL: the source's change feed (snapshot windows, commit order) feeds a copy in another
@@ -173,6 +174,44 @@ import Testing
             .compactMap { $0["name"]?.stringValue }
         #expect(!names.contains { $0.contains("__rebuild") }, "\(names)")
         #expect(names.contains("articles__search") && names.contains("articles_pkey"), "\(names)")
+        try await db.close()
+    }
+
+    /// A write whose transaction commits after the rebuild's copy has read past its position, and which the live
+    /// relay applies just before the swap, must still reach the swapped-in copy: the swap compares what each side
+    /// has read, not positions (a lower position can commit after a higher one).
+    @Test func aRebuildSwapsOnlyOnceItsCopyHasEverythingTheLiveOneApplied() async throws {
+        let db = try await Polyglot(map: PostgresRelayTests.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        for i in 0..<5 { try await articles.put("a\(i)", ["title": .string("article \(i)")]) }
+        let live = db.relay(RelayOptions(holder: "live"))
+        _ = try await live.catchUp()
+        // "late" takes its position and holds its transaction open; "early" takes a higher one and commits.
+        let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
+        let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
+        let late = Task {
+            try await db.transaction(on: "primary") {
+                _ = try await articles.put("late", ["title": "committed late"])
+                tookContinuation.yield()
+                for await _ in mayCommit { break }
+            }
+        }
+        for await _ in tookPosition { break }
+        _ = try await articles.put("early", ["title": "committed early"])
+        let once = Mutex(false)
+        let report = try await RelayWorker.$beforeSwap.withValue({
+            guard once.withLock({ let first = !$0; $0 = true; return first }) else { return }
+            // The new copy has read everything committed so far. Now "late" commits and the live relay applies it.
+            commitContinuation.yield()
+            try await late.value
+            _ = try await live.catchUp()
+        }) {
+            try await db.relay(RelayOptions(holder: "rebuilder")).rebuild("articles@index", batchSize: 100)
+        }
+        #expect(report.rounds >= 2, "\(report)")
+        _ = try await live.catchUp()
+        #expect(try await articles.search("late").map(\.id) == ["late"])
+        #expect(try await db.relay().verify("articles@index").first?.isClean == true)
         try await db.close()
     }
 

@@ -78,11 +78,18 @@ public protocol ChangeFeed: Sendable {
     /// is exact where positions follow commit order (SQLite); PostgreSQL also asks whether the event's transaction
     /// was in the snapshots the cursor has read, since a lower position can commit after a higher one.
     func hasApplied(_ position: Int64, through cursor: ChangeCursor, highest: Int64) async throws -> Bool
+    /// Whether a reader at `cursor` (having read up to position `highest`) has read every event that a reader at
+    /// `other` (up to `otherHighest`) has: what a rebuild checks before its copy replaces the live one. The
+    /// default, `highest >= otherHighest`, is exact where positions follow commit order.
+    func covers(_ cursor: ChangeCursor, highest: Int64, everythingIn other: ChangeCursor, otherHighest: Int64) async throws -> Bool
 }
 
 extension ChangeFeed {
     public func waitForChanges(after cursor: ChangeCursor, timeout: Duration) async { try? await Task.sleep(for: timeout) }
     public func hasApplied(_ position: Int64, through cursor: ChangeCursor, highest: Int64) async throws -> Bool { highest >= position }
+    public func covers(_ cursor: ChangeCursor, highest: Int64, everythingIn other: ChangeCursor, otherHighest: Int64) async throws -> Bool {
+        highest >= otherHighest
+    }
 }
 
 /// Publishes change events to an event bus (the `stream` projection), e.g. a Redis Stream. Delivery is at least

@@ -58,6 +58,9 @@ extension Relay {
 }
 
 extension RelayWorker {
+    /// For tests: runs after a rebuild's copy has caught up and before each swap attempt.
+    @TaskLocal static var beforeSwap: (@Sendable () async throws -> Void)?
+
     func rebuild(batchSize: Int, progress: (@Sendable (RebuildPhase, Int, Int) -> Void)?) async throws -> RebuildReport {
         let started = ContinuousClock.now
         let live = copy.copySpec
@@ -97,7 +100,7 @@ extension RelayWorker {
             if page.count < batchSize { break }
         }
 
-        // 2 and 3: catch up, then swap once the new copy is at least where the live one is.
+        // 2 and 3: catch up, then swap once the new copy has read everything the live one has applied.
         var replayed = 0
         var rounds = 0
         while true {
@@ -126,11 +129,15 @@ extension RelayWorker {
                 if batch.events.isEmpty { break }
             }
             let (shadowCursor, shadowPosition) = (cursor, position)
+            try await RelayWorker.beforeSwap?()
             let done = try await stateHolder.withTransaction { () async throws -> Bool in
                 try await self.lock(kv)
                 let now = try await RelayCheckpoint.load(self.copy, from: kv)
-                // The live copy moved past what the new one has: catch up again.
-                if now.position > shadowPosition { return false }
+                // The live copy has applied something the new one has not: catch up again. (Comparing positions is
+                // not enough on PostgreSQL, where a lower position can commit after a higher one.)
+                if try await !feed.covers(shadowCursor, highest: shadowPosition, everythingIn: ChangeCursor(state: now.cursor), otherHighest: now.position) {
+                    return false
+                }
                 try await self.target.replaceDataset(live, with: shadow)
                 _ = try await kv.set(self.checkpointKey, try JSONEncoder().encode(RelayCheckpoint(cursor: shadowCursor.state, position: shadowPosition)), ttl: nil)
                 return true
