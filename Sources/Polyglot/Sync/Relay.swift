@@ -217,7 +217,8 @@ public final class Relay: Service, Sendable {
     }
 
     /// Applies everything committed so far to every copy this relay can lead, then returns the number of
-    /// events applied. For tests, scripts and `polyglot relay --once`.
+    /// events read, summed over the copies (each copy reads its source's whole feed, other datasets' events
+    /// included; `status()` counts what was applied). For tests, scripts and `polyglot relay --once`.
     @discardableResult
     public func catchUp() async throws -> Int {
         var total = 0
