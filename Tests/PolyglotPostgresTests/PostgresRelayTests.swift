@@ -189,6 +189,7 @@ import Testing
         // "late" takes its position and holds its transaction open; "early" takes a higher one and commits.
         let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
         let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
+        defer { commitContinuation.finish() }   // never leave "late" open if the rebuild throws early
         let late = Task {
             try await db.transaction(on: "primary") {
                 _ = try await articles.put("late", ["title": "committed late"])
@@ -204,7 +205,9 @@ import Testing
             // The new copy has read everything committed so far. Now "late" commits and the live relay applies it.
             commitContinuation.yield()
             try await late.value
-            _ = try await live.catchUp()
+            // In pages of one, so the live checkpoint stays inside its window ("previous|target|last"): the swap
+            // check must read that form too.
+            _ = try await db.relay(RelayOptions(batchSize: 1, holder: "live")).catchUp()
         }) {
             try await db.relay(RelayOptions(holder: "rebuilder")).rebuild("articles@index", batchSize: 100)
         }
