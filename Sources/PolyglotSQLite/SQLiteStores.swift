@@ -224,12 +224,15 @@ struct SQLiteKeyValueStore: KeyValueStore {
     }
 
     func set(_ key: String, _ value: Data, ttl: Duration?) async throws -> ConsistencyToken {
-        try await engine.write { c in
-            let v = spec.changeEvents ? try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil) : 0
-            try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
-                      [.text(key), .blob(value), SQLiteKeyValueStore.expiry(ttl), .integer(v)])
-            return engine.token(v)
-        }
+        try await engine.write { c in engine.token(try put(c, key, value, expires: SQLiteKeyValueStore.expiry(ttl))) }
+    }
+
+    /// Writes one entry (and its outbox event, unless the dataset appends none); returns its version.
+    private func put(_ c: SQLiteConnection, _ key: String, _ value: Data, expires: SQLValue) throws -> Int64 {
+        let v = spec.changeEvents ? try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil) : 0
+        try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
+                  [.text(key), .blob(value), expires, .integer(v)])
+        return v
     }
 
     func delete(_ key: String) async throws -> Bool {
@@ -247,38 +250,30 @@ struct SQLiteKeyValueStore: KeyValueStore {
             try c.run("DELETE FROM \(table) WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?", [.text(key), .real(now)])
             let row = try c.query("SELECT value, expires_at FROM \(table) WHERE key = ?", [.text(key)]).first
             let next = try KeyValueCounter.increment(row.map { $0[0].data ?? Data() }, by: delta, key: key, dataset: spec.name)
-            let v = spec.changeEvents ? try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil) : 0
-            try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
-                      [.text(key), .blob(Data(String(next).utf8)), row?[1] ?? SQLiteKeyValueStore.expiry(ttl), .integer(v)])
+            _ = try put(c, key, Data(String(next).utf8), expires: row?[1] ?? SQLiteKeyValueStore.expiry(ttl))
             return next
         }
     }
 
     func getMany(_ keys: [String]) async throws -> [String: Data] {
-        var out: [String: Data] = [:]
-        let now = SQLiteKeyValueStore.now()
-        // At most 500 keys per statement, far below SQLite's limit on bound variables.
-        for start in stride(from: 0, to: keys.count, by: 500) {
-            let chunk = keys[start..<min(keys.count, start + 500)]
-            let sql = "SELECT key, value FROM \(table) WHERE key IN (\(chunk.map { _ in "?" }.joined(separator: ", "))) AND (expires_at IS NULL OR expires_at > ?)"
-            try engine.read { c in
-                for row in try c.query(sql, chunk.map { .text($0) } + [.real(now)]) {
-                    if let key = row[0].string { out[key] = row[1].data ?? Data() }
-                }
+        guard !keys.isEmpty else { return [:] }
+        // The keys as one JSON array bind, as the documents store's get(ids) does.
+        let sql = "SELECT key, value FROM \(table) WHERE key IN (SELECT value FROM json_each(?)) AND (expires_at IS NULL OR expires_at > ?)"
+        let list = JSON.array(keys.map { .string($0) }).text
+        return try engine.read { c in
+            var out: [String: Data] = [:]
+            for row in try c.query(sql, [.text(list), .real(SQLiteKeyValueStore.now())]) {
+                if let key = row[0].string { out[key] = row[1].data ?? Data() }
             }
+            return out
         }
-        return out
     }
 
     func setMany(_ entries: [(key: String, value: Data)], ttl: Duration?) async throws {
         guard !entries.isEmpty else { return }
+        let expires = SQLiteKeyValueStore.expiry(ttl)
         try await engine.write { c in
-            let expires = SQLiteKeyValueStore.expiry(ttl)
-            for (key, value) in entries {
-                let v = spec.changeEvents ? try engine.appendOutbox(c, dataset: spec.name, key: key, op: "put", payload: nil) : 0
-                try c.run("INSERT OR REPLACE INTO \(table)(key, value, expires_at, version) VALUES (?, ?, ?, ?)",
-                          [.text(key), .blob(value), expires, .integer(v)])
-            }
+            for (key, value) in entries { _ = try put(c, key, value, expires: expires) }
         }
     }
 
