@@ -93,7 +93,7 @@ extension RelayWorker {
             after = page.last?.id
             try await stateHolder.withTransaction {
                 _ = try await shadowDocs.put(page.map { ($0.id, $0.data) })
-                for d in page { _ = try await kv.set(RelayedCopy.versionKey(shadowName, d.id), Data(String(d.version).utf8), ttl: nil) }
+                try await kv.setMany(page.map { (RelayedCopy.versionKey(shadowName, $0.id), Data(String($0.version).utf8)) }, ttl: nil)
             }
             copied += page.count
             progress?(.copying, copied, total)
@@ -109,17 +109,16 @@ extension RelayWorker {
                 let batch = try await feed.changes(after: cursor, limit: batchSize)
                 let mine = batch.events.filter { $0.dataset == copy.dataset.name }
                 if !mine.isEmpty {
+                    // As a relay step applies a batch (per key its last event, over an older version only), except
+                    // that a change the new copy refuses fails the rebuild instead of becoming a dead letter.
+                    let copyName = copy.name
                     try await stateHolder.withTransaction {
-                        for event in mine {
-                            let versionKey = RelayedCopy.versionKey(shadowName, event.key)
-                            if let held = try await kv.get(versionKey).flatMap(EventVersion.init(stored:)), held >= event.version { continue }
-                            switch event.operation {
-                            case "put": if let payload = event.payload { _ = try await shadowDocs.put([(event.key, payload)]) }
-                            case "delete": _ = try await shadowDocs.delete(event.key)
-                            default: continue
-                            }
-                            _ = try await kv.set(versionKey, event.version.stored, ttl: nil)
+                        let (due, _) = try await Self.newerThanHeld(Self.latestPerKey(mine), copy: shadowName, in: kv)
+                        let done = try await Self.apply(due, to: shadowDocs) { event, error in
+                            throw PolyglotError(.engineFailure, "The rebuild of '\(copyName)' could not apply change \(event.position) ('\(event.key)'): \(error)",
+                                                fix: "Fix the cause and run the rebuild again; the live copy was kept.")
                         }
+                        try await kv.setMany(done.map { (RelayedCopy.versionKey(shadowName, $0.key), $0.version.stored) }, ttl: nil)
                     }
                     replayed += mine.count
                     progress?(.catchingUp, replayed, 0)

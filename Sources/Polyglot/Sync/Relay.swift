@@ -440,10 +440,7 @@ final class RelayWorker: Sendable {
         if let embedder, let p = copy.dataset.projection(.vectors) {
             // Embedding costs model calls: a relay that another one leads stops before it (the transaction below
             // checks the lease again, under the lock).
-            if let raw = try await kv.get(leaseKey), let lease = try? JSONDecoder().decode(Lease.self, from: raw),
-               lease.holder != options.holder, lease.expires > Date().timeIntervalSince1970 {
-                return nil
-            }
+            if Lease.heldByAnother(try await kv.get(leaseKey), than: options.holder, at: Date()) { return nil }
             embeddings = try await embed(Self.latestPerKey(mine).filter { $0.operation == "put" }, with: embedder, projection: p)
         }
         let (embedded, refused) = embeddings
@@ -454,10 +451,7 @@ final class RelayWorker: Sendable {
         let (leader, dead, applied, current) = try await stateHolder.withTransaction { () async throws -> (Bool, [DeadLetter], Int, Bool) in
             try await self.lock(kv)
             let held = try await kv.getMany([self.leaseKey, self.checkpointKey])
-            if let raw = held[self.leaseKey], let lease = try? JSONDecoder().decode(Lease.self, from: raw),
-               lease.holder != holder, lease.expires > now.timeIntervalSince1970 {
-                return (false, [], 0, true)
-            }
+            if Lease.heldByAnother(held[self.leaseKey], than: holder, at: now) { return (false, [], 0, true) }
             // The checkpoint fence: if the checkpoint moved since the batch was read (a rebuild swapped a new copy
             // in, or a relay with the same holder id ran a step), this batch is stale; read again.
             if try RelayCheckpoint.decode(held[self.checkpointKey], of: analytics).cursor != checkpoint.cursor {
@@ -698,6 +692,12 @@ final class RelayWorker: Sendable {
     struct Lease: Codable {
         var holder: String
         var expires: Double
+
+        /// Whether `raw` is a lease that another holder than `holder` still owns at `now`.
+        static func heldByAnother(_ raw: Data?, than holder: String, at now: Date) -> Bool {
+            guard let raw, let lease = try? JSONDecoder().decode(Lease.self, from: raw) else { return false }
+            return lease.holder != holder && lease.expires > now.timeIntervalSince1970
+        }
     }
 }
 
