@@ -33,7 +33,7 @@ struct ClientBenchOptions: Sendable {
     var pin = true
     /// Set by `--nio-global-executor` (main.swift then installs NIO's loops as Swift's global executor before any task runs).
     var nioGlobalExecutor = false
-    /// `--profile default|loop|raw|throughput-default|throughput-loop`: run only that latency loop or throughput run
+    /// `--profile default|loop|raw|awaited|throughput-default|throughput-loop`: run only that latency loop or throughput run
     /// (the first of --tests), once, with no redis-benchmark and no pinning (for `perf stat` and `perf record`).
     var profile: String?
 
@@ -75,13 +75,13 @@ struct ClientBenchOptions: Sendable {
             case "--nio-global-executor": nioGlobalExecutor = true
             case "--profile":
                 let v = try value()
-                guard ["default", "loop", "raw", "throughput-default", "throughput-loop"].contains(v) else {
-                    throw ClientBenchError("--profile takes default, loop, raw, throughput-default or throughput-loop, not '\(v)'")
+                guard ["default", "loop", "raw", "awaited", "throughput-default", "throughput-loop"].contains(v) else {
+                    throw ClientBenchError("--profile takes default, loop, raw, awaited, throughput-default or throughput-loop, not '\(v)'")
                 }
                 profile = v
             case "--tests": tests = try value().uppercased().split(separator: ",").map(String.init)
             case "--help", "-h":
-                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pool N] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--nio-global-executor] [--profile default|loop|raw|throughput-default|throughput-loop]")
+                print("usage: RedisBenchmarks [--url URL] [--quick] [--only throughput,latency,cache] [--requests N] [--latency-requests N] [--size BYTES] [--clients C] [--pool N] [--pipeline P] [--rounds R] [--latency-rounds R] [--loops 1|all] [--no-pin] [--nio-global-executor] [--profile default|loop|raw|awaited|throughput-default|throughput-loop]")
                 exit(0)
             default: break
             }
@@ -127,6 +127,7 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
         let r: LatencyResult
         switch variant {
         case "raw": r = try await rawNIOLatency(o, host: config.host, port: config.port)
+        case "awaited": r = try await awaitedNIOLatency(o, host: config.host, port: config.port)
         default: r = try await clientLatency(o, onEventLoop: variant == "loop")
         }
         print("\(variant): \(o.latencyRequests) GETs one at a time, \(r)")
@@ -174,7 +175,7 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
         print("  server finishes its own turn; this measure counts the whole cycle on both sides.")
         var ours: [Double] = [], oursLoop: [Double] = [], theirs: [Double] = []
         var cycle: [Double] = [], cycleLoop: [Double] = [], cycleRaw: [Double] = [], cycleC: [Double] = [], theirCycle: [Double] = []
-        var pC: [Double] = []
+        var pC: [Double] = [], pRaw: [Double] = [], pAwaited: [Double] = [], cycleAwaited: [Double] = []
         for round in 1...o.latencyRounds {
             let t = try await peerRun(peer, config, ["-c", "1", "-P", "1", "-t", "get", "-d", "\(o.size)", "-n", "\(o.latencyRequests)"])
             theirs.append(t.p50Milliseconds * 1000)
@@ -182,6 +183,7 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
             let d = try await clientLatency(o)
             let l = try await clientLatency(o, onEventLoop: true)
             let r = try await rawNIOLatency(o, host: config.host, port: config.port)
+            let a = try await awaitedNIOLatency(o, host: config.host, port: config.port)
             let c = try cFloorLatency(o, host: config.host, port: config.port)
             if let c {
                 cycleC.append(c.perRequest)
@@ -192,14 +194,18 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
             cycle.append(d.perRequest)
             cycleLoop.append(l.perRequest)
             cycleRaw.append(r.perRequest)
-            print("  round \(round): redis-benchmark p50 \(us(t.p50Milliseconds * 1000)), \(us(1e6 / t.rps)) per request; PolyglotRedis \(d); tasks on the event loop \(l); a bare NIO handler (no client code) \(r)\(c.map { "; the C floor \($0)" } ?? "")")
+            cycleAwaited.append(a.perRequest)
+            pRaw.append(r.p50Reported)
+            pAwaited.append(a.p50Reported)
+            print("  round \(round): redis-benchmark p50 \(us(t.p50Milliseconds * 1000)), \(us(1e6 / t.rps)) per request; PolyglotRedis \(d); tasks on the event loop \(l); a bare NIO handler (no client code) \(r); the bare handler awaited by a task on the loop \(a)\(c.map { "; the C floor \($0)" } ?? "")")
         }
         rows.append(("GET round trip p50, -c 1 -P 1 (µs, as redis-benchmark reports it)", us(median(ours)), us(median(oursLoop)), us(median(theirs)),
                      pairedRatio(ours, theirs, "≤ 1.20"), pairedRatio(oursLoop, theirs, "≤ 1.20")))
         rows.append(("GET time per request, -c 1 -P 1 (µs)", us(median(cycle)), us(median(cycleLoop)), us(median(theirCycle)),
                      pairedRatio(cycle, theirCycle, nil), pairedRatio(cycleLoop, theirCycle, nil)))
         func ratio(_ a: [Double], _ b: [Double]) -> String { String(format: "%.2f", median(zip(a, b).map { $0 / $1 })) }
-        print("  floors against redis-benchmark: a bare NIO handler's time per request \(ratio(cycleRaw, theirCycle))" +
+        print("  floors against redis-benchmark: a bare NIO handler's time per request \(ratio(cycleRaw, theirCycle)), its p50 \(ratio(pRaw, theirs));" +
+              " awaited by a task on the loop: time per request \(ratio(cycleAwaited, theirCycle)), p50 \(ratio(pAwaited, theirs))" +
               (cycleC.isEmpty ? " (the C floor was not built: scripts/redis-bench builds it)"
                               : "; the C floor's time per request \(ratio(cycleC, theirCycle)), its p50 as redis-benchmark reports it \(ratio(pC, theirs))"))
         print("")
@@ -345,19 +351,24 @@ func latencyLoop(_ o: ClientBenchOptions, _ config: RedisConfiguration) async th
     let client = try RedisClient(configuration: config)
     let key = "key:__rand_int__"
     try await client.set(key, [UInt8](repeating: UInt8(ascii: "x"), count: o.size))
-    for _ in 0..<1000 { _ = try await client.get(key) }
+    let result = try await timedRoundTrips(o.latencyRequests) { _ = try await client.get(key) }
+    await client.close()
+    return result
+}
+
+/// Runs `roundTrip` 1,000 times unrecorded, then `count` times timed one by one.
+func timedRoundTrips(_ count: Int, _ roundTrip: () async throws -> Void) async rethrows -> LatencyResult {
+    for _ in 0..<1000 { try await roundTrip() }
     var samples: [Double] = []
-    samples.reserveCapacity(o.latencyRequests)
+    samples.reserveCapacity(count)
     let clock = ContinuousClock()
     let start = clock.now
-    for _ in 0..<o.latencyRequests {
+    for _ in 0..<count {
         let t0 = clock.now
-        _ = try await client.get(key)
+        try await roundTrip()
         samples.append((clock.now - t0).seconds * 1e6)
     }
-    let elapsed = clock.now - start
-    await client.close()
-    return LatencyResult(samples, elapsed: elapsed)
+    return LatencyResult(samples, elapsed: clock.now - start)
 }
 
 /// Round trips of one run, in microseconds: percentiles of the timed calls, and the whole run's time per request.

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import PolyglotRedis
 
 /// The floor of any SwiftNIO client: a channel handler that sends `GET key`, and sends the next one from
 /// `channelRead` once the whole reply is in. No parser, no Swift concurrency, no pool. The gap between this and
@@ -90,4 +91,59 @@ func cFloorLatency(_ o: ClientBenchOptions, host: String, port: Int) throws -> L
         throw ClientBenchError("redis-pingpong failed: \(text)")
     }
     return LatencyResult(p50: p50, p99: p99, perRequest: per)
+}
+
+/// The floor of any async/await client on SwiftNIO: the bare handler above, but each GET is sent by a task (on the
+/// connection's event loop, as ``RedisEventLoopExecutor`` runs ours) that awaits a continuation the handler resumes
+/// once the whole reply is in. No parser, no pool, no outbox: the gap between this and the bare handler is what
+/// suspending and resuming a Swift task costs; the gap between this and PolyglotRedis is the client's own code.
+final class AwaitedPingPongHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let replyLength: Int
+    var pending = 0
+    var waiter: UnsafeContinuation<Void, Never>?
+
+    init(replyLength: Int) { self.replyLength = replyLength }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        pending -= unwrapInboundIn(data).readableBytes
+        guard pending <= 0, let w = waiter else { return }
+        waiter = nil
+        w.resume()
+    }
+}
+
+/// Round trips of the awaited handler above from a task on the loop, after 1,000 unrecorded ones.
+func awaitedNIOLatency(_ o: ClientBenchOptions, host: String, port: Int) async throws -> LatencyResult {
+    let loop = latencyLoopThread
+    let key = "key:__rand_int__"
+    let replyLength = "$\(o.size)\r\n".utf8.count + o.size + 2
+    let handlerPromise = loop.makePromise(of: NIOLoopBound<AwaitedPingPongHandler>.self)
+    let channel = try await ClientBootstrap(group: loop)
+        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let h = AwaitedPingPongHandler(replyLength: replyLength)
+                try channel.pipeline.syncOperations.addHandler(h)
+                handlerPromise.succeed(NIOLoopBound(h, eventLoop: channel.eventLoop))
+            }
+        }
+        .connect(host: host, port: port).get()
+    let handler = try await handlerPromise.futureResult.get()
+    var request = channel.allocator.buffer(capacity: 64)
+    request.writeString("*2\r\n$3\r\nGET\r\n$\(key.utf8.count)\r\n\(key)\r\n")
+    let sendable = request
+    return await withTaskExecutorPreference(RedisEventLoopExecutor(eventLoop: loop)) {
+        func roundTrip() async {
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                let h = handler.value          // on the loop: the task runs there
+                h.pending = h.replyLength
+                h.waiter = c
+                channel.writeAndFlush(sendable, promise: nil)
+            }
+        }
+        let result = await timedRoundTrips(o.latencyRequests, roundTrip)
+        channel.close(promise: nil)
+        return result
+    }
 }

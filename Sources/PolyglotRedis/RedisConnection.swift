@@ -237,10 +237,12 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// Encodes the commands into the outgoing buffer and, for the first commands since the last write, schedules
     /// one write on the event loop (which also registers the reply, before the bytes go out).
     ///
-    /// The write is scheduled even when the caller already runs on the loop: the tasks the loop resumes in the same
-    /// tick then add their commands first and all go out in one write. Writing at once from a task on the loop
-    /// was tried: with 50 such tasks sharing 4 connections it cut GET throughput from 1.64-1.76× redis-benchmark's to
-    /// 0.99-1.02× (`RedisBenchmarks --only throughput --pool 4`), and no latency gain was measured.
+    /// A task already on the connection's loop writes at once, without that scheduled turn, but only when the
+    /// connection is idle (no command waits for a reply): one task's round trips, the latency case, then skip a
+    /// hop through the loop's task queue. A busy connection keeps the scheduled write, so the tasks the loop
+    /// resumes in the same tick add their commands first and all go out in one write: writing at once from every
+    /// task on the loop cut GET throughput with 50 tasks sharing 4 connections from 1.64-1.76× redis-benchmark's
+    /// to 0.99-1.02× (`RedisBenchmarks --only throughput --pool 4`).
     private func submit(_ commands: [RedisCommand], reply: RedisPendingReply?) {
         let schedule = outbox.state.withLock { o -> Bool in
             commands.withUnsafeBufferPointer { p in
@@ -251,7 +253,17 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
             o.flushScheduled = true
             return true
         }
-        if schedule { eventLoop.execute(flushTask) }
+        if schedule { flushSoon() }
+    }
+
+    /// Writes now when on the loop with the connection idle (see `submit`), else schedules the write on the loop.
+    @inline(__always)
+    private func flushSoon() {
+        if eventLoop.inEventLoop, handler.value.isIdle {
+            handler.value.flush()
+        } else {
+            eventLoop.execute(flushTask)
+        }
     }
 
     private func submit(_ command: RedisCommand, reply: RedisPendingReply?) {
@@ -262,7 +274,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
             o.flushScheduled = true
             return true
         }
-        if schedule { eventLoop.execute(flushTask) }
+        if schedule { flushSoon() }
     }
 
     // MARK: Closing

@@ -80,6 +80,8 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     // Only touched on the event loop, so the runtime's exclusivity checks (a cost on every access of a class's
     // stored property) are switched off for these.
     @exclusivity(unchecked) private var queue = CircularBuffer<Entry>(initialCapacity: 32)
+    /// Whether no command waits for a reply (on the event loop).
+    var isIdle: Bool { queue.isEmpty }
     /// Replies collected so far for the batch at the head of the queue.
     @exclusivity(unchecked) private var batchResults: [RESPValue] = []
     @exclusivity(unchecked) private var received: ByteBuffer?
