@@ -172,6 +172,19 @@ public final class PostgresEngine: Engine, EngineFactory {
         ConsistencyToken(engine: spec.name, position: position, lsn: routing.lastCommitLSN)
     }
 
+    /// With replicas: a token of the primary's current WAL insert position, so a read that carries it goes to a
+    /// replica only once that replica has replayed every commit made so far (else, after `replicaWait`, to the
+    /// primary). Without replicas nil: every read is on the primary.
+    public func readBarrier() async throws -> ConsistencyToken? {
+        guard !replicas.isEmpty else { return nil }
+        let text = try await readOnPrimary { c -> String? in
+            for try await text in try await c.query("SELECT pg_current_wal_insert_lsn()::text", logger: logger).decode(String.self) { return text }
+            return nil
+        }
+        guard let lsn = text.flatMap(ReplicaRouting.parseLSN) else { return nil }
+        return ConsistencyToken(engine: spec.name, position: 0, lsn: lsn)
+    }
+
     // MARK: Running statements
 
     /// Runs a read: inside a transaction on its connection, otherwise on a replica that has replayed the

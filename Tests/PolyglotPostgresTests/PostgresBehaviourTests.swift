@@ -217,6 +217,41 @@ func onReplica(_ sql: String) async throws {
 }
 
 @Suite(.serialized) struct PostgresReplicas {
+    /// A search projection relayed onto an engine with replicas, some of which (the paused standby, listed twice)
+    /// lag far behind. A token read checks the relay's checkpoint on whichever replica it gets; the search then must
+    /// not run on a lagging one: it carries the target's read barrier, so it goes to a replica that has replayed
+    /// the relay's commit. (The primary is listed as the first "replica": one that is never behind. Three entries
+    /// against two reads per search shift the round robin, so some checkpoint reads land on the primary and the
+    /// search after them on the standby.)
+    @Test func aProjectionReadAfterItsCheckpointDoesNotHitALaggingReplica() async throws {
+        let target = PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg15,
+                                                      options: ["replicas": "\(PGServers.pg15),\(PGServers.pg15Replica),\(PGServers.pg15Replica)", "replicaWait": "300ms"]))
+        let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18)), target],
+                          datasets: [DatasetSpec(name: "articles", model: .documents, engine: "primary", projections: [.search(on: "index", fields: ["title"])])])
+        let db = try await Polyglot(map: map, registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        let relay = db.relay(RelayOptions(idleInterval: .milliseconds(5)))
+        let running = Task { try? await relay.run() }
+        let first = try await articles.put("a0", ["title": "warm up"])
+        #expect(try await db.reading(atLeast: first, maxWait: .seconds(30)) { try await articles.search("warm") }.map(\.id) == ["a0"])
+        try await onReplica("SELECT pg_wal_replay_pause()")
+        do {
+            for i in 1...20 {
+                let token = try await articles.put("a\(i)", ["title": .string("marker\(i)")])
+                let hits = try await db.reading(atLeast: token, maxWait: .seconds(30)) { try await articles.search("marker\(i)") }
+                #expect(hits.map(\.id) == ["a\(i)"], "read \(i) ran on the lagging replica after the checkpoint showed the write")
+            }
+        } catch {
+            try? await onReplica("SELECT pg_wal_replay_resume()")
+            running.cancel()
+            throw error
+        }
+        try await onReplica("SELECT pg_wal_replay_resume()")
+        running.cancel()
+        await running.value
+        try await db.close()
+    }
+
     @Test func readsGoToTheReplicaAndTokensGiveReadYourWrites() async throws {
         let db = try await openPostgres(PGServers.pg15, datasets: [docs], options: ["replicas": PGServers.pg15Replica, "replicaWait": "5s"])
         let pg = try #require(try db.engine("subject") as? PostgresEngine)

@@ -56,6 +56,11 @@ public protocol Engine: Sendable {
     /// The token of a write at `position` in this engine's change log. Engines with read replicas add what a
     /// replica must have replayed to serve a read that carries it.
     func consistencyToken(position: Int64) -> ConsistencyToken
+    /// A token that makes a read of this engine see every commit made so far (for an engine with read replicas,
+    /// the primary's current log position); nil when every read already does. A read of a relayed projection
+    /// carries it once the relay's checkpoint shows the write: the checkpoint may have been read on one replica
+    /// and the projection would otherwise be read on another that has not replayed the relay's commit yet.
+    func readBarrier() async throws -> ConsistencyToken?
 
     /// A quick liveness probe.
     func ping() async throws
@@ -95,6 +100,7 @@ extension Engine {
         throw PolyglotError(.missingCapability, "Engine '\(spec.name)' (\(spec.kind)) cannot drop a dataset.", fix: "Drop it with the engine's own tools.")
     }
     public func consistencyToken(position: Int64) -> ConsistencyToken { ConsistencyToken(engine: spec.name, position: position) }
+    public func readBarrier() async throws -> ConsistencyToken? { nil }
     public func maintain(now: Date) async throws {}
     public func maintain(now: Date, outboxNeededFrom: Int64?) async throws { try await maintain(now: now) }
 }

@@ -19,6 +19,8 @@ final class DatasetRuntime: Sendable {
     let cache: ReadThroughCache?
     /// For projections the relay keeps on other engines: each such engine's relay state (checkpoints).
     let relayState: [String: any KeyValueStore]
+    /// Those engines, for the read barrier a projection read takes after its wait (see ``readProjection(_:_:)``).
+    let relayTargets: [String: any Engine]
     /// What the relays running in this process have applied (reads waiting on a copy are woken by them).
     let relayProgress: RelayProgress
     /// What embeds text for the vectors projection (the hashing embedder unless the projection names another).
@@ -51,10 +53,13 @@ final class DatasetRuntime: Sendable {
         projectedVectors = try spec.projection(.vectors).map { try engines[$0.engine]!.projectedVectors(for: derived($0)) }
         projectedGraph = try spec.projection(.graph).map { try engines[$0.engine]!.projectedGraph(for: derived($0)) }
         var relayState: [String: any KeyValueStore] = [:]
+        var relayTargets: [String: any Engine] = [:]
         for p in spec.projections where (p.kind != .cache && p.engine != spec.engine) || p.isEmbeddedByRelay {
             relayState[p.engine] = try engines[p.engine]!.keyValueStore(for: RelayedCopy.stateSpec(on: p.engine))
+            relayTargets[p.engine] = engines[p.engine]!
         }
         self.relayState = relayState
+        self.relayTargets = relayTargets
         if let p = spec.projection(.cache) {
             cache = ReadThroughCache(backend: try engines[p.engine]!.cacheBackend(), engine: p.engine, dataset: spec.name,
                                      ttl: p.ttl ?? .seconds(300), jitter: p.jitter,
@@ -132,20 +137,33 @@ final class DatasetRuntime: Sendable {
         }
         try checkFilter(filter)
         try DocumentCollection.checkLimit(limit)
-        try await awaitProjection(p)
-        return try await measure("search", engine: p.engine, { try await index.search(text, filter: filter, limit: limit) }, size: { ($0.count, 0) })
+        return try await readProjection(p) {
+            try await measure("search", engine: p.engine, { try await index.search(text, filter: filter, limit: limit) }, size: { ($0.count, 0) })
+        }
+    }
+
+    /// Runs `read`, a read of projection `p`, after ``awaitProjection(_:)``; when that waited for a token's write,
+    /// `read` carries the projection engine's read barrier (``Engine/readBarrier()``), so a replica serves it only
+    /// once it has replayed the relay's commit that the checkpoint showed.
+    func readProjection<R>(_ p: ProjectionSpec, _ read: () async throws -> R) async throws -> R {
+        guard try await awaitProjection(p), let engine = relayTargets[p.engine], let barrier = try await engine.readBarrier() else {
+            return try await read()
+        }
+        return try await ReadConsistency.$atLeast.withValue(barrier) { try await read() }
     }
 
     /// Inside ``Polyglot/reading(atLeast:maxWait:_:)`` with a token of this dataset's engine, a read of a projection
     /// the relay keeps on another engine waits until the relay has applied the token's write, for at most
     /// ``ReadConsistency/maxWait``; past that it throws `.stale`, saying how far behind the projection is.
-    func awaitProjection(_ p: ProjectionSpec) async throws {
+    /// Returns whether it checked a token against the relay's checkpoint (false: the read needs no wait).
+    @discardableResult
+    func awaitProjection(_ p: ProjectionSpec) async throws -> Bool {
         // A captured dataset's projections follow the engine's log, whose positions are not outbox positions.
-        guard let token = ReadConsistency.atLeast, token.engine == engineName, !spec.capture, let state = relayState[p.engine] else { return }
+        guard let token = ReadConsistency.atLeast, token.engine == engineName, !spec.capture, let state = relayState[p.engine] else { return false }
         var copies: [RelayedCopy] = []
         if p.engine != spec.engine { copies.append(RelayedCopy(dataset: spec, target: p.engine)) }
         if p.isEmbeddedByRelay { copies.append(RelayedCopy(dataset: spec, target: p.engine, kind: .embeddings)) }
-        guard !copies.isEmpty, let feed = (sourceEngine as? any ChangeFeedEngine)?.changeFeed() else { return }
+        guard !copies.isEmpty, let feed = (sourceEngine as? any ChangeFeedEngine)?.changeFeed() else { return false }
         let deadline = ContinuousClock.now + ReadConsistency.maxWait
         var applied: Int64 = 0
         var done = false
@@ -174,7 +192,7 @@ final class DatasetRuntime: Sendable {
             }
             if !done { break }
         }
-        if done { return }
+        if done { return true }
         let behind = applied < token.position
             ? "has applied the outbox up to position \(applied); the read asked for at least \(token.position) (\(token.position - applied) behind)"
             : "has applied later positions (up to \(applied)) but not \(token.position), whose transaction committed after them; the read asked for it"
