@@ -395,13 +395,19 @@ public final class PostgresEngine: Engine, EngineFactory {
     /// How long outbox events are kept (option `outboxRetention`, default 24h), until the relay consumes them.
     var outboxRetention: Duration { settings.outboxRetention }
 
-    public func maintain(now: Date) async throws { try await maintain(now: now, outboxNeededFrom: nil) }
+    public func maintain(now: Date) async throws { try await maintain(now: now, outboxReaders: []) }
 
-    public func maintain(now: Date, outboxNeededFrom: Int64?) async throws {
+    /// Deletes outbox rows older than `outboxRetention` that every reader has read: rows visible in the snapshots
+    /// its cursor has read to (see `PostgresChangeFeed.read(by:_:)`), not just those below its highest position,
+    /// since a transaction can hold a lower position open while higher ones are applied.
+    public func maintain(now: Date, outboxReaders: [OutboxReader]) async throws {
         let cutoff = now.addingTimeInterval(-outboxRetention.seconds)
         try await write { c in
             var q = PGQuery()
-            q.sql = "DELETE FROM \(self.outbox) WHERE created_at < \(q.bind(cutoff)) AND position < \(q.bind(outboxNeededFrom ?? .max))"
+            var conditions = ["created_at < \(q.bind(cutoff))"]
+            if let lowest = outboxReaders.map(\.highest).min() { conditions.append("position <= \(q.bind(lowest))") }
+            for r in outboxReaders { conditions.append(PostgresChangeFeed.read(by: PostgresChangeFeed.State(r.cursor.state), &q) ?? "false") }
+            q.sql = "DELETE FROM \(self.outbox) WHERE \(conditions.joined(separator: " AND "))"
             try await self.execute(c, q)
         }
         await warnAboutCaptureSlots()

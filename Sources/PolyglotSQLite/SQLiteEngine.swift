@@ -207,12 +207,15 @@ public final class SQLiteEngine: Engine, EngineFactory {
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
-    public func maintain(now: Date) async throws { try await maintain(now: now, outboxNeededFrom: nil) }
+    public func maintain(now: Date) async throws { try await maintain(now: now, outboxReaders: []) }
 
-    public func maintain(now: Date, outboxNeededFrom: Int64?) async throws {
+    /// Deletes outbox events older than `outboxRetention` that every reader has applied: here positions follow
+    /// commit order, so those up to the lowest reader's highest position.
+    public func maintain(now: Date, outboxReaders: [OutboxReader]) async throws {
         let cutoff = now.timeIntervalSince1970 - outboxRetention
+        let keepAbove = outboxReaders.map(\.highest).min() ?? .max
         let pruned = try await write { c -> Int in
-            try c.run("DELETE FROM _polyglot_outbox WHERE created_at < ? AND position < ?", [.real(cutoff), .integer(outboxNeededFrom ?? .max)])
+            try c.run("DELETE FROM _polyglot_outbox WHERE created_at < ? AND position <= ?", [.real(cutoff), .integer(keepAbove)])
             return c.changes
         }
         if pruned > 0 { logger.debug("outbox pruned", metadata: ["events": "\(pruned)"]) }

@@ -127,6 +127,44 @@ import Testing
         try await db.close()
     }
 
+    /// Pruning once kept only positions above the copy's highest applied one, so an event whose transaction held a
+    /// lower position open while higher ones were applied, and that was older than `outboxRetention` when it
+    /// committed, was deleted before the relay read it: the copy never got the write.
+    @Test func pruningKeepsAnEventCommittedAfterHigherPositionsWereApplied() async throws {
+        let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        let relay = db.relay(RelayOptions(holder: "pruning"))
+        let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
+        let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
+        let slow = Task {
+            try await db.transaction(on: "primary") { () -> ConsistencyToken in
+                let token = try await articles.put("slow", ["title": "committed late"])
+                tookContinuation.yield()
+                for await _ in mayCommit { break }
+                return token
+            }
+        }
+        for await _ in tookPosition { break }
+        let fast = try await articles.put("fast", ["title": "committed early"])
+        _ = try await relay.catchUp()   // applies "fast": the copy's highest position passes "slow"'s
+        commitContinuation.yield()
+        let token = try await slow.value
+        #expect(fast.position > token.position)
+        // Both events are past retention (24 h by default) when maintenance runs: "fast" was read and may go,
+        // "slow" was not and must stay.
+        let later = Date().addingTimeInterval(3 * 86_400)
+        try await db.maintain(now: later)
+        let schema = try #require(Self.schemaOf(db, "primary"))
+        let left = try await db.sql(on: "primary", "SELECT key FROM \(schema)._polyglot_outbox ORDER BY position")
+        #expect(left.map { $0["key"] } == [.string("slow")], "\(left)")
+        _ = try await relay.catchUp()
+        #expect(try await db.reading(atLeast: token, maxWait: .seconds(5)) { try await articles.search("late") }.map(\.id) == ["slow"])
+        // Once read, it goes too.
+        try await db.maintain(now: later)
+        #expect(try await db.sql(on: "primary", "SELECT key FROM \(schema)._polyglot_outbox").isEmpty)
+        try await db.close()
+    }
+
     @Test func aCommitWakesAnIdleRelayThroughListenNotify() async throws {
         let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
         let articles = try db.documents("articles")

@@ -49,9 +49,11 @@ public protocol Engine: Sendable {
 
     /// Periodic housekeeping, called by ``Polyglot/maintain(now:)``: pruning logs, expiring data.
     func maintain(now: Date) async throws
-    /// The same, told that relayed copies still need this engine's outbox events from position
-    /// `outboxNeededFrom` on (nil when no copy reads it): an engine keeps those however old they are.
-    func maintain(now: Date, outboxNeededFrom: Int64?) async throws
+    /// The same, told the checkpoints of the relayed copies that read this engine's outbox: an engine keeps every
+    /// event one of them has not read, however old. SQLite keeps positions above the lowest `highest` (positions
+    /// follow commit order there); PostgreSQL asks each reader's snapshots, since a lower position can commit after
+    /// a higher one was applied. The default, for engines without an outbox, is ``maintain(now:)``.
+    func maintain(now: Date, outboxReaders: [OutboxReader]) async throws
 
     /// The token of a write at `position` in this engine's change log. Engines with read replicas add what a
     /// replica must have replayed to serve a read that carries it.
@@ -102,7 +104,7 @@ extension Engine {
     public func consistencyToken(position: Int64) -> ConsistencyToken { ConsistencyToken(engine: spec.name, position: position) }
     public func readBarrier() async throws -> ConsistencyToken? { nil }
     public func maintain(now: Date) async throws {}
-    public func maintain(now: Date, outboxNeededFrom: Int64?) async throws { try await maintain(now: now) }
+    public func maintain(now: Date, outboxReaders: [OutboxReader]) async throws { try await maintain(now: now) }
 }
 
 /// What an engine is given when it opens.

@@ -303,14 +303,15 @@ public final class Polyglot: Service, Sendable {
         for ds in map.datasets where ds.model == .timeSeries && ds.retention != nil {
             try await timeSeries(ds.name).applyRetention(now: now)
         }
-        // Outbox events a relayed copy has not applied yet are kept, however old.
-        var needed: [String: Int64] = [:]
-        for copy in RelayedCopy.all(in: map) {
+        // Outbox events a relayed copy has not read yet are kept, however old.
+        var readers: [String: [OutboxReader]] = [:]
+        // (A captured dataset's copies read the engine's own log, not the outbox.)
+        for copy in RelayedCopy.all(in: map) where !copy.dataset.capture {
             let state = try engines[copy.stateEngine]!.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
-            let next = try await RelayCheckpoint.load(copy, from: state).position + 1
-            needed[copy.dataset.engine] = min(needed[copy.dataset.engine] ?? .max, next)
+            let checkpoint = try await RelayCheckpoint.load(copy, from: state)
+            readers[copy.dataset.engine, default: []].append(OutboxReader(cursor: ChangeCursor(state: checkpoint.cursor), highest: checkpoint.position))
         }
-        for name in engines.keys.sorted() { try await engines[name]!.maintain(now: now, outboxNeededFrom: needed[name]) }
+        for name in engines.keys.sorted() { try await engines[name]!.maintain(now: now, outboxReaders: readers[name] ?? []) }
     }
 
     /// Until cancelled (or graceful shutdown): persists telemetry and runs ``maintain(now:)`` every flush interval,
