@@ -102,22 +102,7 @@ import Testing
         let nothing = ConsistencyToken(engine: "primary", position: 0)
         #expect(try await db.reading(atLeast: nothing, maxWait: .milliseconds(300)) { try await articles.search("late") }.isEmpty)
         let relay = db.relay(RelayOptions(holder: "early"))
-        let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
-        let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
-        let slow = Task {
-            try await db.transaction(on: "primary") { () -> ConsistencyToken in
-                let token = try await articles.put("slow", ["title": "committed late"])
-                tookContinuation.yield()
-                for await _ in mayCommit { break }
-                return token
-            }
-        }
-        for await _ in tookPosition { break }
-        let fast = try await articles.put("fast", ["title": "committed early"])
-        _ = try await relay.catchUp()   // applies "fast": the copy's highest position passes "slow"'s
-        commitContinuation.yield()
-        let token = try await slow.value
-        #expect(fast.position > token.position)
+        let token = try await Self.commitLateAfterAHigherPositionWasApplied(db, articles, relay)
         let error = await #expect(throws: PolyglotError.self) {
             try await db.reading(atLeast: token, maxWait: .milliseconds(300)) { try await articles.search("late") }
         }
@@ -134,22 +119,7 @@ import Testing
         let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
         let articles = try db.documents("articles")
         let relay = db.relay(RelayOptions(holder: "pruning"))
-        let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
-        let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
-        let slow = Task {
-            try await db.transaction(on: "primary") { () -> ConsistencyToken in
-                let token = try await articles.put("slow", ["title": "committed late"])
-                tookContinuation.yield()
-                for await _ in mayCommit { break }
-                return token
-            }
-        }
-        for await _ in tookPosition { break }
-        let fast = try await articles.put("fast", ["title": "committed early"])
-        _ = try await relay.catchUp()   // applies "fast": the copy's highest position passes "slow"'s
-        commitContinuation.yield()
-        let token = try await slow.value
-        #expect(fast.position > token.position)
+        let token = try await Self.commitLateAfterAHigherPositionWasApplied(db, articles, relay)
         // Both events are past retention (24 h by default) when maintenance runs: "fast" was read and may go,
         // "slow" was not and must stay.
         let later = Date().addingTimeInterval(3 * 86_400)
@@ -180,6 +150,28 @@ import Testing
         running.cancel()
         _ = try? await running.value
         try await db.close()
+    }
+
+    /// "slow" takes a position in a transaction held open while "fast" (a higher position) commits and `relay`
+    /// applies it; then "slow" commits. Returns "slow"'s token.
+    static func commitLateAfterAHigherPositionWasApplied(_ db: Polyglot, _ articles: DocumentCollection, _ relay: Relay) async throws -> ConsistencyToken {
+        let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
+        let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
+        let slow = Task {
+            try await db.transaction(on: "primary") { () -> ConsistencyToken in
+                let token = try await articles.put("slow", ["title": "committed late"])
+                tookContinuation.yield()
+                for await _ in mayCommit { break }
+                return token
+            }
+        }
+        for await _ in tookPosition { break }
+        let fast = try await articles.put("fast", ["title": "committed early"])
+        _ = try await relay.catchUp()   // applies "fast": the copy's highest position passes "slow"'s
+        commitContinuation.yield()
+        let token = try await slow.value
+        #expect(fast.position > token.position)
+        return token
     }
 
     static func schemaOf(_ db: Polyglot, _ engine: String) -> String? {
