@@ -402,7 +402,8 @@ final class RelayWorker: Sendable {
     }
 
     /// One batch: read from the checkpoint, then apply + checkpoint + lease renewal in one target transaction.
-    /// Returns the number of events read (0 when idle), or nil when another relay holds the lease.
+    /// Returns the number of events read (0 when idle), or nil when another relay holds the lease. A batch fenced
+    /// off by a moved checkpoint counts as read (and nothing of it is applied).
     func step() async throws -> Int? {
         let feed = try await feed()
         let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
@@ -533,7 +534,9 @@ final class RelayWorker: Sendable {
             try await kv.setMany(records, ttl: nil)
             return (true, dead, applied, true)
         }
-        guard current else { return 0 }
+        // Fenced: the checkpoint moved after the batch was read, so nothing was applied. Counting the batch as read
+        // makes catchUp and the run loop step again at once from the moved checkpoint, instead of stopping or idling.
+        guard current else { return batch.events.count }
         if let captured = captured.withLock({ $0 }) {
             // The batch is checkpointed on the target: the engine may now discard its log up to there. Failing to
             // say so only keeps log longer; the next step says it again.
