@@ -29,6 +29,32 @@ struct MemcachedKeyValueStore: KeyValueStore {
         }
     }
 
+    /// One multi-key `gets` per 100 keys (instead of a round trip per key), each item checked as ``get`` checks it.
+    func getMany(_ keys: [String]) async throws -> [String: Data] {
+        var stored: [String: String] = [:]   // stored key → the key asked for (hashed keys: checked against the value)
+        var hashedAsked = Set<String>()
+        for key in keys {
+            let (s, hashed) = coder.encode(key)
+            if hashed { hashedAsked.insert(key) }
+            stored[s] = key
+        }
+        let names = Array(stored.keys)
+        return try await engine.call("getMany of '\(dataset)'") {
+            let now = StoredValue.nowMillis()
+            var out: [String: Data] = [:]
+            for start in stride(from: 0, to: names.count, by: 100) {
+                for item in try await client.gets(Array(names[start..<min(names.count, start + 100)])) {
+                    guard let v = StoredValue.decode(item.value), v.kind == .value, v.isLive(now: now) else { continue }
+                    // A hashed key's value names its key: a collision holding another key's value is not this one's.
+                    let key = v.originalKey ?? stored[item.key]
+                    guard let key, v.originalKey == nil || hashedAsked.contains(key) else { continue }
+                    out[key] = v.data
+                }
+            }
+            return out
+        }
+    }
+
     func set(_ key: String, _ value: Data, ttl: Duration?) async throws -> ConsistencyToken {
         let (stored, hashed) = coder.encode(key)
         let now = StoredValue.nowMillis()

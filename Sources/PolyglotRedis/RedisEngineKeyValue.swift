@@ -5,6 +5,8 @@ import Polyglot
 /// A keyValue dataset on Redis: one Redis string per key, under `<keyPrefix>kv:<dataset>:`.
 ///
 /// - `set` is `SET ... PX`, `delete` is `DEL`.
+/// - `getMany` is one `MGET` per 1,000 keys; `setMany` one `MSET` without a TTL, else `MULTI`, a `SET ... PX` per
+///   entry and `EXEC` in one pipeline: one round trip, all or nothing.
 /// - `increment` is one script around `INCRBY`: atomic, keeps the key's TTL, and applies `ttl` only to a key it creates.
 /// - `scan` walks `SCAN MATCH <prefix>*` (glob characters in the prefix escaped), then sorts by key bytes and pages
 ///   with `after`/`limit`; values and expiries are read in one script per page.
@@ -40,6 +42,46 @@ struct RedisKeyValueStore: KeyValueStore {
             _ = try await link.send("SET", redisKey(key), value)
         }
         return token()
+    }
+
+    func getMany(_ keys: [String]) async throws -> [String: Data] {
+        var unique: [String] = []
+        var seen = Set<String>()
+        for k in keys where seen.insert(k).inserted { unique.append(k) }
+        var out: [String: Data] = [:]
+        for start in stride(from: 0, to: unique.count, by: 1000) {
+            let chunk = unique[start..<min(unique.count, start + 1000)]
+            let reply = try await link.send(RedisCommand("MGET", arguments: chunk.map { redisKey($0) }))
+            guard let values = reply.array, values.count == chunk.count else {
+                throw PolyglotError(.engineFailure, "Engine '\(engineName)' (redis): MGET answered \(reply).", fix: "Check the server is Redis 7 or later.")
+            }
+            for (key, value) in zip(chunk, values) { if let d = value.data { out[key] = d } }
+        }
+        return out
+    }
+
+    func setMany(_ entries: [(key: String, value: Data)], ttl: Duration?) async throws {
+        guard !entries.isEmpty else { return }
+        for e in entries { try link.checkValueSize(e.value.count, what: "the value for '\(e.key)' of '\(dataset)'") }
+        guard let ttl else {
+            var arguments: [any RedisArgument] = []
+            arguments.reserveCapacity(entries.count * 2)
+            for e in entries { arguments.append(redisKey(e.key)); arguments.append(e.value) }
+            _ = try await link.send(RedisCommand("MSET", arguments: arguments))
+            return
+        }
+        let ms = RedisKeyValueStore.milliseconds(ttl)
+        let commands = [RedisCommand("MULTI")] + entries.map { RedisCommand("SET", redisKey($0.key), $0.value, "PX", ms) } + [RedisCommand("EXEC")]
+        let replies: [RESPValue]
+        do { replies = try await link.client.pipeline(commands) } catch { throw link.translate(error, during: "setMany of '\(dataset)'") }
+        // EXEC's reply holds each SET's; an error anywhere (a refused MULTI, an aborted EXEC) is reported.
+        if let failed = replies.first(where: { $0.serverError != nil })?.serverError ?? replies.last?.array?.first(where: { $0.serverError != nil })?.serverError {
+            throw link.translate(RedisError.server(failed, command: "SET"), during: "setMany of '\(dataset)'")
+        }
+        guard let applied = replies.last?.array, applied.count == entries.count else {
+            throw PolyglotError(.engineFailure, "Engine '\(engineName)' (redis): setMany's EXEC answered \(replies.last.map { "\($0)" } ?? "nothing").",
+                                fix: "Retry; check the server's log.", retryable: true)
+        }
     }
 
     func delete(_ key: String) async throws -> Bool {

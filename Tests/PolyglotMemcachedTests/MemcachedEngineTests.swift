@@ -25,6 +25,11 @@ func openKeyValue(options: [String: String] = [:], maxKeyBytes: Int = 512, maxVa
             try await kv.set(key, value)
             #expect(try await kv.get(key) == value, "key \(key.debugDescription)")
         }
+        // getMany (one multi-key gets) finds the same, hashed long keys included.
+        let store = try db.engine("subject").keyValueStore(for: db.map.datasets[0])
+        let many = try await store.getMany(keys + ["absent"])
+        #expect(many.count == keys.count, "getMany found \(many.keys.sorted())")
+        for (i, key) in keys.enumerated() { #expect(many[key] == values[i % values.count], "getMany of \(key.debugDescription)") }
         let scanned = try await kv.scan(limit: 100)
         #expect(scanned.map(\.key) == keys.sorted(), "scan gave \(scanned.map(\.key))")
         for (i, e) in scanned.enumerated() { #expect(e.value == values[keys.firstIndex(of: e.key)! % values.count], "entry \(i)") }

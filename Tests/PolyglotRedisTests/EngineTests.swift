@@ -94,6 +94,28 @@ func expectPolyglotError(_ code: PolyglotError.Code, _ body: () async throws -> 
         #expect(try await kv.scan().map(\.key) == ["ok"])
     }
 
+    /// getMany reads in MGET chunks of 1,000 keys; setMany is all or nothing: an oversized value among the entries
+    /// refuses the whole call before anything is sent, and with a TTL every entry gets it.
+    @Test func getManyAndSetManyGoInBulkAndAllOrNothing() async throws {
+        let (db, engine) = try await openRedisKeyValue(options: ["maxValueBytes": "1KB"])
+        defer { Task { try? await db.close() } }
+        let store = try engine.keyValueStore(for: db.map.datasets[0])
+        let entries = (0..<2500).map { (key: "k\($0)", value: Data("v\($0)".utf8)) }
+        try await store.setMany(entries, ttl: nil)
+        let all = try await store.getMany(entries.map(\.key) + ["missing"])
+        #expect(all.count == 2500 && all["k0"] == Data("v0".utf8) && all["k2499"] == Data("v2499".utf8) && all["missing"] == nil)
+        let e = await expectPolyglotError(.limitExceeded) {
+            try await store.setMany([("fits", Data(count: 10)), ("big", Data(count: 1025))], ttl: .seconds(60))
+        }
+        #expect(e?.message.contains("'big'") == true, "\(String(describing: e))")
+        #expect(try await store.getMany(["fits", "big"]).isEmpty, "a refused setMany wrote something")
+        try await store.setMany([("t1", Data("a".utf8)), ("t2", Data("b".utf8))], ttl: .seconds(60))
+        for k in ["t1", "t2"] {
+            let ms = try #require(try await engine.client.send("PTTL", engine.keyPrefix + "kv:kv:" + k).int)
+            #expect(ms > 50_000 && ms <= 60_000, "\(k): PTTL \(ms)")
+        }
+    }
+
     @Test func wrongTypeIsATypedConflict() async throws {
         let (db, engine) = try await openRedisKeyValue()
         defer { Task { try? await db.close() } }
