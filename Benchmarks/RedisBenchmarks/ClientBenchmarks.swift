@@ -124,6 +124,7 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
             print("\(variant): \(o.requests) \(test)s, \(fmt(rate)) ops/s")
             return
         }
+        try await setLatencyKey(o)
         let r: LatencyResult
         switch variant {
         case "raw": r = try await rawNIOLatency(o, host: config.host, port: config.port)
@@ -175,6 +176,7 @@ func runClientBenchmarks(_ o: ClientBenchOptions) async throws {
         print("  server finishes its own turn; this measure counts the whole cycle on both sides.")
         var ours: [Double] = [], oursLoop: [Double] = [], theirs: [Double] = []
         var cycle: [Double] = [], cycleLoop: [Double] = [], cycleRaw: [Double] = [], cycleC: [Double] = [], theirCycle: [Double] = []
+        try await setLatencyKey(o)
         var pC: [Double] = [], pRaw: [Double] = [], pAwaited: [Double] = [], cycleAwaited: [Double] = []
         for round in 1...o.latencyRounds {
             let t = try await peerRun(peer, config, ["-c", "1", "-P", "1", "-t", "get", "-d", "\(o.size)", "-n", "\(o.latencyRequests)"])
@@ -347,9 +349,20 @@ func clientLatency(_ o: ClientBenchOptions, onEventLoop: Bool = false) async thr
     }
 }
 
+/// The key every latency loop GETs (ours, the floors', redis-benchmark's `-t get` default key).
+let latencyKey = "key:__rand_int__"
+
+/// Sets the latency key to a value of `o.size` bytes. The floors wait for a reply of exactly that size, so they
+/// would wait for ever on a server that does not hold it (a fresh one): every latency run calls this first.
+func setLatencyKey(_ o: ClientBenchOptions) async throws {
+    let client = try RedisClient(url: o.url)
+    try await client.set(latencyKey, [UInt8](repeating: UInt8(ascii: "x"), count: o.size))
+    await client.close()
+}
+
 func latencyLoop(_ o: ClientBenchOptions, _ config: RedisConfiguration) async throws -> LatencyResult {
     let client = try RedisClient(configuration: config)
-    let key = "key:__rand_int__"
+    let key = latencyKey
     try await client.set(key, [UInt8](repeating: UInt8(ascii: "x"), count: o.size))
     let result = try await timedRoundTrips(o.latencyRequests) { _ = try await client.get(key) }
     await client.close()

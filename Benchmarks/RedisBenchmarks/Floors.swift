@@ -60,7 +60,7 @@ func rawNIOLatency(_ o: ClientBenchOptions, host: String, port: Int) async throw
     let loop = latencyLoopThread
     let warmup = 1000
     let promise = loop.makePromise(of: ([Double], Duration).self)
-    let key = "key:__rand_int__"
+    let key = latencyKey
     let replyLength = "$\(o.size)\r\n".utf8.count + o.size + 2
     let total = warmup + o.latencyRequests
     _ = try await ClientBootstrap(group: loop)
@@ -116,7 +116,7 @@ final class AwaitedPingPongHandler: ChannelInboundHandler {
 /// Round trips of the awaited handler above from a task on the loop, after 1,000 unrecorded ones.
 func awaitedNIOLatency(_ o: ClientBenchOptions, host: String, port: Int) async throws -> LatencyResult {
     let loop = latencyLoopThread
-    let key = "key:__rand_int__"
+    let key = latencyKey
     let replyLength = "$\(o.size)\r\n".utf8.count + o.size + 2
     let handlerPromise = loop.makePromise(of: NIOLoopBound<AwaitedPingPongHandler>.self)
     let channel = try await ClientBootstrap(group: loop)
