@@ -37,16 +37,16 @@ public final class RedisClient: Sendable, RedisCommandRunner {
         try self.init(configuration: RedisConfiguration(url: url))
     }
 
-    public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
+    nonisolated(nonsending) public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         try await pool.connection().send(command)
     }
 
-    public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
+    nonisolated(nonsending) public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         try await pool.connection().pipeline(commands)
     }
 
     /// A connection of the pool (shared with other tasks: do not change its state, e.g. with `SELECT`).
-    public func connection() async throws(RedisError) -> RedisConnection {
+    nonisolated(nonsending) public func connection() async throws(RedisError) -> RedisConnection {
         try await pool.connection()
     }
 

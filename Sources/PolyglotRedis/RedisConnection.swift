@@ -191,14 +191,20 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     }
 
     /// Sends a command and returns its reply; an error reply is thrown as ``RedisError`` (``RedisError/Kind/server``).
-    public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
+    ///
+    /// The sending path (this, ``pipeline(_:)``, ``RedisClient/send(_:)`` and the pool's `connection()`) is
+    /// `nonisolated(nonsending)`: it runs on the caller's executor instead of hopping to the generic one at each
+    /// call, which cost a runtime executor check per call (`swift_task_switch`, about 0.3-0.5 µs of CPU per GET on
+    /// the event loop; `scripts/redis-bench`, docs/benchmarks.md). It only encodes and enqueues, so running on an
+    /// actor's executor holds that actor for no longer than a plain function call.
+    nonisolated(nonsending) public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         let value = try await sendRaw(command)
         if case .error(let e) = value { throw RedisError.server(e, command: command.name) }
         return value
     }
 
     /// Sends a command and returns its reply as it came, error replies included.
-    func sendRaw(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
+    nonisolated(nonsending) func sendRaw(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         try checkSize(command)
         do {
             return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<RESPValue, any Error>) in
@@ -212,7 +218,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
     /// Sends several commands at once (one write) and returns their replies in order. Error replies stay values
     /// (``RESPValue/error(_:)``), so one failed command does not hide the others' replies. The commands run
     /// back to back on this connection; wrap them in `MULTI`/`EXEC` for atomicity.
-    public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
+    nonisolated(nonsending) public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
         for i in commands.indices { try checkSize(commands[i]) }
         do {

@@ -29,7 +29,7 @@ final class RedisPool: Sendable {
         self.byLoop = groups.count > 1 ? groups : []
     }
 
-    func connection() async throws(RedisError) -> RedisConnection {
+    nonisolated(nonsending) func connection() async throws(RedisError) -> RedisConnection {
         if isClosed.load(ordering: .relaxed) { throw RedisError.clientClosed }
         let i = next.add(1, ordering: .relaxed).newValue & Int.max
         for g in byLoop where g.loop.inEventLoop {
@@ -74,7 +74,7 @@ final class RedisPoolSlot: Sendable {
         case fail(RedisError)
     }
 
-    func connection() async throws(RedisError) -> RedisConnection {
+    nonisolated(nonsending) func connection() async throws(RedisError) -> RedisConnection {
         // Fast path: an open connection.
         let action: Action = state.withLock { s in
             switch s {
