@@ -194,6 +194,10 @@ public final class ReplicaRouting: Sendable {
     func client(for engine: PostgresEngine) async throws -> PostgresClient {
         let replicas = engine.replicas
         guard !replicas.isEmpty else { return engine.primary }
+        if ReadConsistency.fromPrimary {
+            state.withLock { $0.stats.primaryReads += 1 }
+            return engine.primary
+        }
         let start = state.withLock { s -> Int in s.next &+= 1; return s.next }
         guard let token = ReadConsistency.atLeast, token.engine == engine.spec.name, let needed = token.lsn else {
             state.withLock { $0.stats.replicaReads += 1 }

@@ -13,6 +13,10 @@ public enum ReadConsistency {
     @TaskLocal public static var atLeast: ConsistencyToken?
     /// How long a read of a relayed projection waits for the relay to reach ``atLeast`` before it throws `.stale`.
     @TaskLocal public static var maxWait: Duration = .seconds(5)
+    /// Reads of the current task go to the primary of an engine with read replicas (no replica, however fresh).
+    /// The relay reads its own state this way: a checkpoint read from a lagging replica would make every step
+    /// find its batch fenced off by a checkpoint that, on the primary, has already moved.
+    @TaskLocal public static var fromPrimary = false
 }
 
 extension Polyglot {

@@ -405,6 +405,11 @@ final class RelayWorker: Sendable {
     /// Returns the number of events read (0 when idle), or nil when another relay holds the lease. A batch fenced
     /// off by a moved checkpoint counts as read (and nothing of it is applied).
     func step() async throws -> Int? {
+        // On the primary: the checkpoint this step starts from must be the one the fence below compares with.
+        try await ReadConsistency.$fromPrimary.withValue(true) { try await stepOnPrimary() }
+    }
+
+    private func stepOnPrimary() async throws -> Int? {
         let feed = try await feed()
         let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
         let publisher = copy.kind == .stream ? try target.streamPublisher() : nil
@@ -534,8 +539,9 @@ final class RelayWorker: Sendable {
             try await kv.setMany(records, ttl: nil)
             return (true, dead, applied, true)
         }
-        // Fenced: the checkpoint moved after the batch was read, so nothing was applied. Counting the batch as read
-        // makes catchUp and the run loop step again at once from the moved checkpoint, instead of stopping or idling.
+        // Fenced: the checkpoint moved after the batch was read (another step or a rebuild moved it; both read and
+        // fence use the primary), so nothing was applied. Counting the batch as read makes catchUp and the run loop
+        // step again at once from the moved checkpoint, instead of stopping or idling.
         guard current else { return batch.events.count }
         if let captured = captured.withLock({ $0 }) {
             // The batch is checkpointed on the target: the engine may now discard its log up to there. Failing to
