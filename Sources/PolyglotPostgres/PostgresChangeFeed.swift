@@ -94,18 +94,16 @@ extension PostgresChangeFeed {
         var q = PGQuery()
         let p = q.bind(position)
         let visible = Self.read(by: state, &q) ?? "false"
-        // The event's row, or when there is none, whether it was pruned (below the oldest row left; the outbox keeps
-        // what a copy has not applied) rather than not there yet.
-        q.sql = """
-        SELECT (SELECT \(visible) FROM \(engine.outbox) WHERE position = \(p)),
-               coalesce((SELECT min(position) FROM \(engine.outbox)) > \(p), true)
-        """
+        // The event's row. A token comes from a committed write, so its row was there when the token was made; if it
+        // is gone, maintenance pruned it, and pruning deletes only rows every copy's cursor has read
+        // (`PostgresEngine.maintain(now:outboxReaders:)`): applied. (Pruning can leave gaps, so "below the oldest row
+        // left" would not tell.)
+        q.sql = "SELECT \(visible) FROM \(engine.outbox) WHERE position = \(p)"
         // On the primary, where the token's write certainly is (a replica may not have replayed it yet).
         let answer = try await engine.readOnPrimary { c in
-            try await engine.fetch(c, q) { try $0.decode((Bool?, Bool).self) }.first
+            try await engine.fetch(c, q) { try $0.decode(Bool.self) }.first
         }
-        guard let answer else { return false }
-        return answer.0 ?? answer.1
+        return answer ?? true
     }
 
     /// An SQL condition on an outbox row: whether a reader at `state` has read it (nil: it has read nothing). Read

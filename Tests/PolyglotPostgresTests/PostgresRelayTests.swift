@@ -102,7 +102,7 @@ import Testing
         let nothing = ConsistencyToken(engine: "primary", position: 0)
         #expect(try await db.reading(atLeast: nothing, maxWait: .milliseconds(300)) { try await articles.search("late") }.isEmpty)
         let relay = db.relay(RelayOptions(holder: "early"))
-        let token = try await Self.commitLateAfterAHigherPositionWasApplied(db, articles, relay)
+        let token = try await Self.commitLateAfterAHigherPositionWasApplied(db, articles, relay).slow
         let error = await #expect(throws: PolyglotError.self) {
             try await db.reading(atLeast: token, maxWait: .milliseconds(300)) { try await articles.search("late") }
         }
@@ -119,7 +119,7 @@ import Testing
         let db = try await Polyglot(map: Self.map(), registry: PGServers.registry)
         let articles = try db.documents("articles")
         let relay = db.relay(RelayOptions(holder: "pruning"))
-        let token = try await Self.commitLateAfterAHigherPositionWasApplied(db, articles, relay)
+        let (token, fast) = try await Self.commitLateAfterAHigherPositionWasApplied(db, articles, relay)
         // Both events are past retention (24 h by default) when maintenance runs: "fast" was read and may go,
         // "slow" was not and must stay.
         let later = Date().addingTimeInterval(3 * 86_400)
@@ -127,6 +127,8 @@ import Testing
         let schema = try #require(Self.schemaOf(db, "primary"))
         let left = try await db.sql(on: "primary", "SELECT key FROM \(schema)._polyglot_outbox ORDER BY position")
         #expect(left.map { $0["key"] } == [.string("slow")], "\(left)")
+        // "fast"'s row is gone although a lower one is left: its token still reads as applied (not stale).
+        #expect(try await db.reading(atLeast: fast, maxWait: .milliseconds(500)) { try await articles.search("early") }.map(\.id) == ["fast"])
         _ = try await relay.catchUp()
         #expect(try await db.reading(atLeast: token, maxWait: .seconds(5)) { try await articles.search("late") }.map(\.id) == ["slow"])
         // Once read, it goes too.
@@ -154,7 +156,7 @@ import Testing
 
     /// "slow" takes a position in a transaction held open while "fast" (a higher position) commits and `relay`
     /// applies it; then "slow" commits. Returns "slow"'s token.
-    static func commitLateAfterAHigherPositionWasApplied(_ db: Polyglot, _ articles: DocumentCollection, _ relay: Relay) async throws -> ConsistencyToken {
+    static func commitLateAfterAHigherPositionWasApplied(_ db: Polyglot, _ articles: DocumentCollection, _ relay: Relay) async throws -> (slow: ConsistencyToken, fast: ConsistencyToken) {
         let (tookPosition, tookContinuation) = AsyncStream.makeStream(of: Void.self)
         let (mayCommit, commitContinuation) = AsyncStream.makeStream(of: Void.self)
         let slow = Task {
@@ -171,7 +173,7 @@ import Testing
         commitContinuation.yield()
         let token = try await slow.value
         #expect(fast.position > token.position)
-        return token
+        return (token, fast)
     }
 
     static func schemaOf(_ db: Polyglot, _ engine: String) -> String? {

@@ -195,7 +195,7 @@ final class DatasetRuntime: Sendable {
         if done { return true }
         let behind = applied < token.position
             ? "has applied the outbox up to position \(applied); the read asked for at least \(token.position) (\(token.position - applied) behind)"
-            : "has applied later positions (up to \(applied)) but not \(token.position), whose transaction committed after them; the read asked for it"
+            : "has applied positions up to \(applied) but not \(token.position) (its transaction committed after higher positions were applied); the read asked for it"
         throw PolyglotError(.stale, "The \(p.kind.rawValue) projection of '\(spec.name)' on '\(p.engine)' \(behind) and waited \(ReadConsistency.maxWait).",
                             fix: "Make sure a relay runs (Polyglot.run(), db.relay(), or `polyglot relay`), raise maxWait, or read the source of truth with get/query.",
                             retryable: true)
