@@ -32,10 +32,11 @@ struct MemcachedKeyValueStore: KeyValueStore {
     /// One multi-key `gets` per 100 keys (instead of a round trip per key), each item checked as ``get`` checks it.
     func getMany(_ keys: [String]) async throws -> [String: Data] {
         var stored: [String: String] = [:]   // stored key → the key asked for (hashed keys: checked against the value)
+        var hashedNames = Set<String>()
         var hashedAsked = Set<String>()
         for key in keys {
             let (s, hashed) = coder.encode(key)
-            if hashed { hashedAsked.insert(key) }
+            if hashed { hashedAsked.insert(key); hashedNames.insert(s) }
             stored[s] = key
         }
         let names = Array(stored.keys)
@@ -45,9 +46,16 @@ struct MemcachedKeyValueStore: KeyValueStore {
             for start in stride(from: 0, to: names.count, by: 100) {
                 for item in try await client.gets(Array(names[start..<min(names.count, start + 100)])) {
                     guard let v = StoredValue.decode(item.value), v.kind == .value, v.isLive(now: now) else { continue }
-                    // A hashed key's value names its key: a collision holding another key's value is not this one's.
-                    let key = v.originalKey ?? stored[item.key]
-                    guard let key, v.originalKey == nil || hashedAsked.contains(key) else { continue }
+                    // A hashed key's value names its key (as `get` checks): a collision holding another key's value, or a
+                    // value without its key under a hashed name, is not this one's.
+                    let key: String
+                    if hashedNames.contains(item.key) {
+                        guard let original = v.originalKey, hashedAsked.contains(original) else { continue }
+                        key = original
+                    } else {
+                        guard v.originalKey == nil, let asked = stored[item.key] else { continue }
+                        key = asked
+                    }
                     out[key] = v.data
                 }
             }

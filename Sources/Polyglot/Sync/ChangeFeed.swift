@@ -43,7 +43,6 @@ public struct EventVersion: Sendable, Hashable, Comparable {
     }
 }
 
-/// Where a reader of a change feed is. Opaque to callers: store it as a checkpoint and pass it back.
 /// A reader of an engine's outbox (a relayed copy), as its checkpoint stands: what maintenance must not prune.
 public struct OutboxReader: Sendable, Hashable {
     /// Where the reader continues from.
@@ -53,6 +52,7 @@ public struct OutboxReader: Sendable, Hashable {
     public init(cursor: ChangeCursor, highest: Int64) { self.cursor = cursor; self.highest = highest }
 }
 
+/// Where a reader of a change feed is. Opaque to callers: store it as a checkpoint and pass it back.
 public struct ChangeCursor: Sendable, Hashable, Codable {
     /// The engine-specific state (for PostgreSQL: the snapshots that bound the current batch).
     public var state: String
