@@ -8,13 +8,21 @@ struct PGQuery {
     var sql = ""
     var binds = PostgresBindings()
     private var count = 0
+    /// The first value that could not be encoded; ``query`` throws it, so the statement is never sent.
+    private var encodingError: (placeholder: Int, error: any Error)?
 
     init(_ sql: String = "") { self.sql = sql }
 
-    /// Binds `value` and returns its placeholder.
+    /// Binds `value` and returns its placeholder. A value that cannot be encoded is reported when the query is
+    /// taken (``query``), not silently dropped (which left the server to complain about a parameter count).
     mutating func bind(_ value: some PostgresEncodable) -> String {
-        try? binds.append(value)
         count += 1
+        do {
+            try binds.append(value)
+        } catch {
+            if encodingError == nil { encodingError = (count, error) }
+            binds.appendNull()
+        }
         return "$\(count)"
     }
 
@@ -27,7 +35,15 @@ struct PGQuery {
     /// Binds a JSON value as `jsonb`.
     mutating func bindJSON(_ value: JSON) -> String { bind(value.text) + "::jsonb" }
 
-    var query: PostgresQuery { PostgresQuery(unsafeSQL: sql, binds: binds) }
+    var query: PostgresQuery {
+        get throws {
+            if let (placeholder, error) = encodingError {
+                throw PolyglotError(.invalidArgument, "A value for PostgreSQL could not be encoded (parameter $\(placeholder)): \(error). Nothing was sent.",
+                                    fix: "Pass a value PostgreSQL can store (finite numbers, valid UTF-8 text).")
+            }
+            return PostgresQuery(unsafeSQL: sql, binds: binds)
+        }
+    }
 
     static func ident(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
     /// A string literal, for the few places SQL needs one (DDL); runtime values are always bound.
