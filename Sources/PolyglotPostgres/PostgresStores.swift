@@ -178,14 +178,16 @@ struct PostgresTableStore: TableStore {
             let ev = q.bind(spec.name)
             let payload = q.bindJSON(.object(row))
             let values = try spec.fields.map { f in try PGValue.bind(row[f.name] ?? .null, as: f.type, column: f.name, dataset: spec.name, into: &q) }
-            // The row lock is taken before the position, so a key's positions follow its commit order.
+            // The row lock is taken before the position, so a key's positions follow its commit order. Without change
+            // events (a relayed analytics copy) the row is written alone and the statement returns 0.
             q.sql = """
             WITH up AS (
                 INSERT INTO \(table)(\(cols.map(PGQuery.ident).joined(separator: ", "))) VALUES (\(values.joined(separator: ", ")))
                 ON CONFLICT (\(PGQuery.ident(pk))) DO UPDATE SET \((updates + ["\(PGQuery.ident(pk)) = excluded.\(PGQuery.ident(pk))"]).joined(separator: ", "))
                 RETURNING 1)
-            INSERT INTO \(engine.outbox)(dataset, key, op, payload) SELECT \(ev), \(key), 'put', \(payload) FROM up RETURNING position
-            """
+            """ + (spec.changeEvents
+                ? "INSERT INTO \(engine.outbox)(dataset, key, op, payload) SELECT \(ev), \(key), 'put', \(payload) FROM up RETURNING position"
+                : "SELECT 0::int8 FROM up")
             statements.append(q)
         }
         let all = statements
@@ -228,8 +230,9 @@ struct PostgresTableStore: TableStore {
         let whereSQL = try PGFilter(target: .columns(types)).translate(filter, into: &q)
         q.sql = """
         WITH gone AS (DELETE FROM \(table) WHERE \(whereSQL) RETURNING \(PGQuery.ident(pk))::text AS k)
-        INSERT INTO \(engine.outbox)(dataset, key, op) SELECT \(q.bind(spec.name)), k, 'delete' FROM gone RETURNING position
-        """
+        """ + (spec.changeEvents
+            ? "INSERT INTO \(engine.outbox)(dataset, key, op) SELECT \(q.bind(spec.name)), k, 'delete' FROM gone RETURNING position"
+            : "SELECT 1 FROM gone")
         return try await engine.write(singleStatement: true) { c in try await engine.fetch(c, q) { _ in 1 }.count }
     }
 }

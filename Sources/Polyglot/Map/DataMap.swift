@@ -205,8 +205,8 @@ public struct DatasetSpec: Sendable, Hashable, Codable {
     public var capture: Bool
     /// Whether writes append change events to the engine's outbox (the default). Polyglot's own bookkeeping
     /// (the relay's checkpoints, leases and versions) does not: the relay must never read its own writes. Nor do
-    /// relayed documents copies (``RelayedCopy/copySpec``): their relay reads the source's outbox, and nothing reads
-    /// theirs. (Analytics copies still append events on their engine.)
+    /// relayed copies (``RelayedCopy/copySpec``, ``RelayedCopy/analyticsSpec``): their relay reads the source's
+    /// outbox, and nothing reads theirs.
     public var changeEvents: Bool = true
 
     public init(name: String, model: DataModel, engine: String, fields: [FieldSpec] = [], primaryKey: String? = nil,

@@ -63,7 +63,10 @@ public struct RelayedCopy: Sendable, Hashable, CustomStringConvertible {
         } else {
             fields.append(FieldSpec("document", .json))
         }
-        return DatasetSpec(name: dataset.name + "_analytics", model: .table, engine: target, fields: fields, primaryKey: dataset.capture ? "event" : "position")
+        var spec = DatasetSpec(name: dataset.name + "_analytics", model: .table, engine: target, fields: fields, primaryKey: dataset.capture ? "event" : "position")
+        // Like a documents copy: nothing reads its changes, so its rows append no outbox events.
+        spec.changeEvents = false
+        return spec
     }
 
     static func column(_ path: String) -> String { path.replacingOccurrences(of: ".", with: "_") }
