@@ -250,6 +250,33 @@ import Testing
         try await db.close()
     }
 
+    /// Maintenance during a rebuild: events the live copy has applied but the new copy has not read yet must stay,
+    /// or the new copy, swapped in, would lack them for good (the swap check finds no row it has not read).
+    @Test func aRunningRebuildKeepsTheOutboxEventsItsCopyHasNotRead() async throws {
+        let db = try await Polyglot(map: PostgresRelayTests.map(), registry: PGServers.registry)
+        let articles = try db.documents("articles")
+        for i in 0..<5 { try await articles.put("a\(i)", ["title": .string("article \(i)")]) }
+        _ = try await db.relay(RelayOptions(holder: "live")).catchUp()
+        let once = Mutex(false)
+        let report = try await RelayWorker.$beforeSwap.withValue({
+            guard once.withLock({ let first = !$0; $0 = true; return first }) else { return }
+            // A write during the rebuild, applied by the live relay, then maintenance with every event past retention.
+            _ = try await articles.put("extra", ["title": "written during the rebuild"])
+            _ = try await db.relay(RelayOptions(holder: "live")).catchUp()
+            try await db.maintain(now: Date().addingTimeInterval(3 * 86_400))
+        }) {
+            try await db.relay(RelayOptions(holder: "rebuilder")).rebuild("articles@index", batchSize: 100)
+        }
+        #expect(report.rounds >= 2, "\(report)")
+        #expect(try await articles.search("rebuild").map(\.id) == ["extra"])
+        #expect(try await db.relay().verify("articles@index").first?.isClean == true)
+        // Once the rebuild is over it holds nothing back.
+        try await db.maintain(now: Date().addingTimeInterval(3 * 86_400))
+        let schema = try #require(PostgresRelayTests.schemaOf(db, "primary"))
+        #expect(try await db.sql(on: "primary", "SELECT count(*) AS n FROM \(schema)._polyglot_outbox").first?["n"] == 0)
+        try await db.close()
+    }
+
     /// A documents dataset `notes` whose vectors projection (on its own engine) is embedded by the relay through the
     /// test embeddings server, under a model name of its own (the server keeps faults, delays and counts per model).
     static func notesWithRemoteEmbeddings(capture: Bool) async throws -> Polyglot {

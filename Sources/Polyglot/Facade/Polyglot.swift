@@ -298,7 +298,7 @@ public final class Polyglot: Service, Sendable {
 
     /// Housekeeping that `run()` does every flush interval: deletes time-series samples past their dataset's
     /// `retention:` and lets each engine prune its logs: outbox events older than `outboxRetention` go, except
-    /// those a relayed copy has not applied yet.
+    /// those a relayed copy, or a rebuild of one that is running, has not read yet.
     public func maintain(now: Date = Date()) async throws {
         for ds in map.datasets where ds.model == .timeSeries && ds.retention != nil {
             try await timeSeries(ds.name).applyRetention(now: now)
@@ -310,6 +310,10 @@ public final class Polyglot: Service, Sendable {
             let state = try engines[copy.stateEngine]!.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
             let checkpoint = try await RelayCheckpoint.load(copy, from: state)
             readers[copy.dataset.engine, default: []].append(OutboxReader(cursor: ChangeCursor(state: checkpoint.cursor), highest: checkpoint.position))
+            // A rebuild of the copy running (here or in another process) reads from its own cursor.
+            if let rebuild = try await RelayCheckpoint.loadRebuild(copy, from: state) {
+                readers[copy.dataset.engine, default: []].append(OutboxReader(cursor: ChangeCursor(state: rebuild.cursor), highest: rebuild.position))
+            }
         }
         for name in engines.keys.sorted() { try await engines[name]!.maintain(now: now, outboxReaders: readers[name] ?? []) }
     }

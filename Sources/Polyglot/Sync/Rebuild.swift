@@ -68,8 +68,6 @@ extension RelayWorker {
         let shadowName = copy.name + "#rebuild"
         let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
         let feed = try await feed()
-        let sourceDocs = try source.documentStore(for: copy.dataset)
-        let shadowDocs = try target.documentStore(for: shadow)
 
         // A rebuild that stopped half-way left its shadow: start clean.
         try await target.dropDataset(shadow)
@@ -78,8 +76,31 @@ extension RelayWorker {
 
         // Where the live copy stands: the changes after it are replayed into the new copy once it is filled.
         let liveCheckpoint = try await RelayCheckpoint.load(copy, from: kv)
+        // Maintenance must keep the events the new copy has not read (however long the rebuild takes): say where
+        // it stands, renewed as it goes, and withdrawn at the end whether it swapped or failed.
+        let rebuildKey = RelayCheckpoint.rebuildKey(copy)
+        let holdOutbox = { (cursor: ChangeCursor, position: Int64) async throws in
+            _ = try await kv.set(rebuildKey, try JSONEncoder().encode(RelayCheckpoint(cursor: cursor.state, position: position)), ttl: RelayCheckpoint.rebuildTTL)
+        }
+        do {
+            try await holdOutbox(ChangeCursor(state: liveCheckpoint.cursor), liveCheckpoint.position)
+            let report = try await rebuild(from: liveCheckpoint, batchSize: batchSize, progress: progress, started: started, live: live, shadow: shadow,
+                                           shadowName: shadowName, kv: kv, feed: feed, holdOutbox: holdOutbox)
+            _ = try? await kv.delete(rebuildKey)
+            return report
+        } catch {
+            _ = try? await kv.delete(rebuildKey)
+            throw error
+        }
+    }
+
+    private func rebuild(from liveCheckpoint: RelayCheckpoint, batchSize: Int, progress: (@Sendable (RebuildPhase, Int, Int) -> Void)?,
+                         started: ContinuousClock.Instant, live: DatasetSpec, shadow: DatasetSpec, shadowName: String, kv: any KeyValueStore,
+                         feed: any ChangeFeed, holdOutbox: (ChangeCursor, Int64) async throws -> Void) async throws -> RebuildReport {
         var cursor = ChangeCursor(state: liveCheckpoint.cursor)
         var position = liveCheckpoint.position
+        let sourceDocs = try source.documentStore(for: copy.dataset)
+        let shadowDocs = try target.documentStore(for: shadow)
 
         // 1. The source's current documents, with their versions.
         let total = try await sourceDocs.count(.all)
@@ -97,6 +118,7 @@ extension RelayWorker {
             }
             copied += page.count
             progress?(.copying, copied, total)
+            try await holdOutbox(cursor, position)
             if page.count < batchSize { break }
         }
 
@@ -125,6 +147,7 @@ extension RelayWorker {
                 }
                 position = max(position, batch.events.map(\.position).max() ?? position)
                 cursor = batch.next
+                try await holdOutbox(cursor, position)
                 if batch.events.isEmpty { break }
             }
             let (shadowCursor, shadowPosition) = (cursor, position)

@@ -721,6 +721,17 @@ struct RelayCheckpoint: Codable {
     var position: Int64 = 0
 
     static func key(_ copy: RelayedCopy) -> String { "checkpoint\u{1F}\(copy.name)" }
+    /// Where a running rebuild of `copy` keeps its new copy's cursor, so maintenance keeps the outbox events it has
+    /// not read yet (``Polyglot/maintain(now:)``). Written with a time to live (``rebuildTTL``) that each page and
+    /// batch renews: a rebuild that died stops holding events back once it expires.
+    static func rebuildKey(_ copy: RelayedCopy) -> String { "rebuild\u{1F}\(copy.name)" }
+    static let rebuildTTL: Duration = .seconds(3600)
+
+    /// The cursor a running rebuild of `copy` has read to, if one runs.
+    static func loadRebuild(_ copy: RelayedCopy, from state: any KeyValueStore) async throws -> RelayCheckpoint? {
+        guard let raw = try await state.get(rebuildKey(copy)) else { return nil }
+        return try decode(raw, of: copy)
+    }
 
     static func load(_ copy: RelayedCopy, from state: any KeyValueStore) async throws -> RelayCheckpoint {
         try decode(try await state.get(key(copy)), of: copy)
