@@ -61,7 +61,8 @@ enum PGValue {
         switch (type, v) {
         case (_, .null): return q.bindNull()
         case (.string, .string(let s)): return q.bind(s)
-        case (.integer, .number(let d)) where d.rounded() == d: return q.bind(Int64(d))
+        // Only values an int8 holds (Int64(d) traps beyond them; 2^63 itself is out of range).
+        case (.integer, .number(let d)) where d.rounded() == d && d >= -9_223_372_036_854_775_808 && d < 9_223_372_036_854_775_808: return q.bind(Int64(d))
         case (.number, .number(let d)): return q.bind(d)
         case (.boolean, .bool(let b)): return q.bind(b)
         case (.timestamp, .number(let d)): return q.bind(Date(timeIntervalSince1970: d))

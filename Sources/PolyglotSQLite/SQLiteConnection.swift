@@ -37,7 +37,7 @@ enum SQLValue: Sendable, Hashable {
     var int: Int64? {
         switch self {
         case .integer(let i): i
-        case .real(let d): Int64(d)
+        case .real(let d): Int64(exactly: d.rounded(.towardZero))   // nil for NaN, ±inf and reals beyond Int64 (Int64(d) traps)
         default: nil
         }
     }

@@ -39,6 +39,20 @@ let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", field
         try await db.close()
     }
 
+    /// An integer column given a whole number beyond int8 once trapped the process (Int64(1e20)); it is refused.
+    @Test func anIntegerBeyondInt8IsRefusedNotACrash() async throws {
+        let stock = DatasetSpec(name: "stock", model: .table, engine: "subject", fields: [FieldSpec("sku", .string, nullable: false), FieldSpec("qty", .integer)], primaryKey: "sku")
+        let db = try await openPostgres(PGServers.pg15, datasets: [stock])
+        let t = try db.table("stock")
+        for huge in [1e20, -1e19, 9_223_372_036_854_775_808.0] {
+            await #expect(throws: PolyglotError.self, "qty \(huge)") { try await t.upsert([["sku": "a", "qty": .number(huge)]]) }
+        }
+        try await t.upsert([["sku": "a", "qty": .number(9_007_199_254_740_992)]])
+        #expect(try await t.get("a")?["qty"] == .number(9_007_199_254_740_992))
+        #expect(try await t.count() == 1)
+        try await db.close()
+    }
+
     @Test func jsonWithNulOrInvalidUTF8IsRefusedClearly() async throws {
         let db = try await openPostgres(PGServers.pg15, datasets: [docs])
         let d = try db.documents("docs")
