@@ -103,13 +103,15 @@ struct PostgresDocumentStore: DocumentStore {
         """ : "DELETE FROM \(table) WHERE id = \(idp) RETURNING \(engine.nextPosition)"
         let projections = PostgresProjections(spec: spec, engine: engine)
         let query = q
-        return try await engine.write(singleStatement: !projections.any) { c -> ConsistencyToken? in
+        // The token is made after the write returns, so it carries this commit's WAL position (for replicas).
+        let position = try await engine.write(singleStatement: !projections.any) { c -> Int64? in
             var position: Int64?
             for try await p in try await c.query(query.query, logger: engine.logger).decode(Int64.self) { position = p }
             guard let position else { return nil }
             if projections.any { try await projections.remove(c, id: id) }
-            return engine.token(position)
+            return position
         }
+        return position.map(engine.token)
     }
 
     func query(_ query: DocumentQuery) async throws -> [Document] {

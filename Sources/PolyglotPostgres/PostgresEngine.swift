@@ -282,6 +282,13 @@ public final class PostgresEngine: Engine, EngineFactory {
     /// write leaves the transaction usable and changes nothing).
     /// `singleStatement`: the body runs one statement, which PostgreSQL makes atomic by itself, so outside a
     /// transaction it runs without BEGIN/COMMIT (one round trip instead of three).
+    /// ``write(singleStatement:_:)`` of a body that returns the write's outbox position, as a token made after the
+    /// commit, so it carries this commit's WAL position (a token made inside the body carries the previous one's,
+    /// and a replica could serve a read with it before replaying this write).
+    func writeToken(singleStatement: Bool = false, _ body: (PostgresConnection) async throws -> Int64) async throws -> ConsistencyToken {
+        token(try await write(singleStatement: singleStatement, body))
+    }
+
     func write<R: Sendable>(singleStatement: Bool = false, _ body: (PostgresConnection) async throws -> R) async throws -> R {
         try checkOpen()
         if let tx = currentTransaction {

@@ -43,9 +43,9 @@ struct PostgresKeyValueStore: KeyValueStore {
             INSERT INTO \(table)(key, value, expires_at, version) VALUES (\(k), \(q.bind(value)), \(exp)::timestamptz, 0)
             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, version = 0
             """
-            return try await engine.write(singleStatement: true) { c in
+            return try await engine.writeToken(singleStatement: true) { c in
                 try await engine.execute(c, q)
-                return engine.token(0)
+                return 0
             }
         }
         let ev = q.bind(spec.name)
@@ -56,8 +56,8 @@ struct PostgresKeyValueStore: KeyValueStore {
             RETURNING version)
         INSERT INTO \(engine.outbox)(position, dataset, key, op) SELECT version, \(ev), \(k), 'put' FROM up RETURNING position
         """
-        return try await engine.write(singleStatement: true) { c in
-            engine.token(try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0)
+        return try await engine.writeToken(singleStatement: true) { c in
+            try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0
         }
     }
 
@@ -191,10 +191,10 @@ struct PostgresTableStore: TableStore {
             statements.append(q)
         }
         let all = statements
-        return try await engine.write(singleStatement: all.count == 1) { c in
+        return try await engine.writeToken(singleStatement: all.count == 1) { c in
             var last: Int64 = 0
             for q in all { last = try await engine.fetch(c, q) { try $0.decode(Int64.self) }.last ?? last }
-            return engine.token(last)
+            return last
         }
     }
 
@@ -321,9 +321,9 @@ struct PostgresVectorStore: VectorStore {
             SELECT DISTINCT ON (i.id) i.id, i.v::vector FROM unnest(\(ids)::text[], \(vectors)::text[]) WITH ORDINALITY AS i(id, v, ord) ORDER BY i.id, i.ord DESC
             ON CONFLICT (id) DO UPDATE SET embedding = excluded.embedding
             """
-            return try await engine.write(singleStatement: true) { c in
+            return try await engine.writeToken(singleStatement: true) { c in
                 try await engine.execute(c, q)
-                return engine.token(0)
+                return 0
             }
         }
 
@@ -342,8 +342,8 @@ struct PostgresVectorStore: VectorStore {
         events AS (INSERT INTO \(engine.outbox)(position, dataset, key, op) SELECT version, \(q.bind(spec.name)), id, 'put' FROM upserted)
         SELECT max(version) FROM upserted
         """
-        return try await engine.write(singleStatement: true) { c in
-            engine.token(try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0)
+        return try await engine.writeToken(singleStatement: true) { c in
+            try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0
         }
     }
 
@@ -444,10 +444,10 @@ struct PostgresGraphStore: GraphStore {
             statements.append(q)
         }
         let all = statements
-        return try await engine.write(singleStatement: all.count == 1) { c in
+        return try await engine.writeToken(singleStatement: all.count == 1) { c in
             var last: Int64 = 0
             for q in all { last = try await engine.fetch(c, q) { try $0.decode(Int64.self) }.last ?? last }
-            return engine.token(last)
+            return last
         }
     }
 
@@ -587,9 +587,9 @@ struct PostgresTimeSeriesStore: TimeSeriesStore {
             SELECT * FROM unnest(\(q.bind(samples.map(\.series)))::text[], \(q.bind(samples.map(\.time)))::timestamptz[], \(q.bind(samples.map(\.value)))::float8[]))
         SELECT position FROM ev
         """
-        return try await engine.write { c in
+        return try await engine.writeToken { c in
             try await ensurePartitions(c, samples)
-            return engine.token(try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0)
+            return try await engine.fetch(c, q) { try $0.decode(Int64.self) }.first ?? 0
         }
     }
 

@@ -317,7 +317,9 @@ struct SQLiteTableStore: TableStore {
         return try await engine.write { c in
             var last: Int64 = 0
             for row in rows {
-                last = try engine.recordChange(c, spec, key: row[pk]?.stringValue ?? row[pk]?.text ?? "", op: "put", payload: JSON.object(row).serialized())
+                // Without change events (a relayed analytics copy) nothing will apply a position: the token is 0.
+                let position = try engine.recordChange(c, spec, key: row[pk]?.stringValue ?? row[pk]?.text ?? "", op: "put", payload: JSON.object(row).serialized())
+                last = spec.changeEvents ? position : 0
                 try c.run(sql, spec.fields.map { f in
                     let v = row[f.name] ?? .null
                     return f.type == .json && v != .null ? .text(v.text) : SQLValue(v)

@@ -306,6 +306,36 @@ func onReplica(_ sql: String) async throws {
         try await db.close()
     }
 
+    /// Table (and key-value, vector, graph, time-series) writes made their token inside the write, before the commit's
+    /// WAL position was known, so it carried the previous commit's: a replica that had replayed that one served a
+    /// token read without this write.
+    @Test func aTableWritesTokenCarriesItsOwnCommitPosition() async throws {
+        let stock = DatasetSpec(name: "stock", model: .table, engine: "subject", fields: [FieldSpec("sku", .string, nullable: false), FieldSpec("qty", .integer)], primaryKey: "sku")
+        let db = try await openPostgres(PGServers.pg15, datasets: [stock], options: ["replicas": PGServers.pg15Replica, "replicaWait": "300ms"])
+        let t = try db.table("stock")
+        let first = try await t.upsert([["sku": "a", "qty": 1]])
+        // Until the replica has replayed the first write (and the schema), so it would serve a read of the first token.
+        // (A read without a token goes to the replica, which may not have the table yet: that is what is waited for.)
+        var caughtUp = false
+        for _ in 0..<200 where !caughtUp {
+            let viaToken = try await db.reading(atLeast: first) { try await t.get("a") }
+            let plain = try? await t.get("a")
+            caughtUp = viaToken?["qty"] == 1 && plain?["qty"] == 1
+            if !caughtUp { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try #require(caughtUp, "the replica did not replay the first write within 10 s")
+        try await onReplica("SELECT pg_wal_replay_pause()")
+        do {
+            let second = try await t.upsert([["sku": "a", "qty": 2]])
+            #expect(try await db.reading(atLeast: second) { try await t.get("a") }?["qty"] == 2, "a token read returned the row before the write: \(second)")
+        } catch {
+            try? await onReplica("SELECT pg_wal_replay_resume()")
+            throw error
+        }
+        try await onReplica("SELECT pg_wal_replay_resume()")
+        try await db.close()
+    }
+
     @Test func aLaggingReplicaSendsTokenReadsToThePrimaryAndSaysSo() async throws {
         let db = try await openPostgres(PGServers.pg15, datasets: [docs], options: ["replicas": PGServers.pg15Replica, "replicaWait": "300ms"])
         let pg = try #require(try db.engine("subject") as? PostgresEngine)

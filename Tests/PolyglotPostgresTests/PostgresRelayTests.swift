@@ -264,11 +264,20 @@ import Testing
             _ = try await articles.put("extra", ["title": "written during the rebuild"])
             _ = try await db.relay(RelayOptions(holder: "live")).catchUp()
             try await db.maintain(now: Date().addingTimeInterval(3 * 86_400))
+            // The hold is also a claim: a second rebuild of the copy refuses to start meanwhile.
+            do {
+                _ = try await db.relay(RelayOptions(holder: "second")).rebuild("articles@index")
+                Issue.record("a second rebuild ran while the first one held the copy")
+            } catch let e as PolyglotError {
+                #expect(e.code == .conflict && e.message.contains("Another rebuild"), "\(e)")
+            }
         }) {
             try await db.relay(RelayOptions(holder: "rebuilder")).rebuild("articles@index", batchSize: 100)
         }
         #expect(report.rounds >= 2, "\(report)")
         #expect(try await articles.search("rebuild").map(\.id) == ["extra"])
+        // Once it is over, the next rebuild may run.
+        #expect(try await db.relay(RelayOptions(holder: "third")).rebuild("articles@index").documents == 6)
         #expect(try await db.relay().verify("articles@index").first?.isClean == true)
         // Once the rebuild is over it holds nothing back.
         try await db.maintain(now: Date().addingTimeInterval(3 * 86_400))

@@ -53,7 +53,17 @@ extension Relay {
             throw PolyglotError(.invalidArgument, "'\(copyName)' is \(w.copy.kind == .documents ? "a copy of a table" : "an \(w.copy.kind.rawValue) projection"); rebuild replaces documents copies.",
                                 fix: "Rebuild a dataset@engine copy of a documents dataset (see `polyglot relay --once` for the copies).")
         }
-        return try await w.rebuild(batchSize: max(1, batchSize), progress: progress)
+        guard !w.copy.dataset.capture else {
+            // Its feed is the live copy's capture slot, which the live relay acknowledges as it goes: a rebuild
+            // replaying from that slot could not keep the changes it has not read.
+            throw PolyglotError(.invalidArgument, "'\(copyName)' follows a captured dataset; rebuild replaces copies of datasets Polyglot writes through its outbox.",
+                                fix: "Use `verify(\"\(copyName)\", repair: true)` to fix a captured copy in place.")
+        }
+        // On the primary of engines with replicas: the copy phase must not read documents older than the live
+        // checkpoint it starts from (a replica may not have replayed what the checkpoint says is applied).
+        return try await ReadConsistency.$fromPrimary.withValue(true) {
+            try await w.rebuild(batchSize: max(1, batchSize), progress: progress)
+        }
     }
 }
 
@@ -69,28 +79,58 @@ extension RelayWorker {
         let kv = try stateHolder.keyValueStore(for: RelayedCopy.stateSpec(on: copy.stateEngine))
         let feed = try await feed()
 
-        // A rebuild that stopped half-way left its shadow: start clean.
-        try await target.dropDataset(shadow)
-        try await deleteKeys(prefix: RelayedCopy.versionKey(shadowName, ""), in: kv)
-        try await target.prepare([shadow])
-
         // Where the live copy stands: the changes after it are replayed into the new copy once it is filled.
         let liveCheckpoint = try await RelayCheckpoint.load(copy, from: kv)
         // Maintenance must keep the events the new copy has not read (however long the rebuild takes): say where
         // it stands, renewed as it goes, and withdrawn at the end whether it swapped or failed.
+        // The hold is also the rebuild's claim on the copy: a second rebuild of it refuses to start while the first
+        // one's hold is alive, and each renewal checks the hold is still this rebuild's (it lapses after
+        // `rebuildTTL` without renewal; the events it held back may have been pruned since).
         let rebuildKey = RelayCheckpoint.rebuildKey(copy)
-        let holdOutbox = { (cursor: ChangeCursor, position: Int64) async throws in
-            _ = try await kv.set(rebuildKey, try JSONEncoder().encode(RelayCheckpoint(cursor: cursor.state, position: position)), ttl: RelayCheckpoint.rebuildTTL)
+        let me = options.holder + "#" + UUID().uuidString
+        let copyName = copy.name
+        let holdOutbox = { (cursor: ChangeCursor, position: Int64, first: Bool) async throws in
+            try await self.stateHolder.withTransaction {
+                try await self.lock(kv)
+                let current = try await RelayCheckpoint.loadRebuild(self.copy, from: kv)
+                if first, let current, current.holder != me {
+                    throw PolyglotError(.conflict, "Another rebuild of '\(copyName)' is running (\(current.holder ?? "unknown")).",
+                                        fix: "Wait for it to finish; if it died, its hold expires within \(RelayCheckpoint.rebuildTTL) (or delete key '\(rebuildKey)' of _polyglot_relay on '\(self.copy.target)').",
+                                        retryable: true)
+                }
+                if !first, current?.holder != me {
+                    throw PolyglotError(.conflict, "The rebuild of '\(copyName)' lost its hold on the outbox (not renewed within \(RelayCheckpoint.rebuildTTL), or taken by another rebuild); events it had not read may have been pruned. The live copy was kept.",
+                                        fix: "Run the rebuild again.", retryable: true)
+                }
+                _ = try await kv.set(rebuildKey, try JSONEncoder().encode(RelayCheckpoint(cursor: cursor.state, position: position, holder: me)), ttl: RelayCheckpoint.rebuildTTL)
+            }
         }
+        try await holdOutbox(ChangeCursor(state: liveCheckpoint.cursor), liveCheckpoint.position, true)
+        let report: RebuildReport
         do {
-            try await holdOutbox(ChangeCursor(state: liveCheckpoint.cursor), liveCheckpoint.position)
-            let report = try await rebuild(from: liveCheckpoint, batchSize: batchSize, progress: progress, started: started, live: live, shadow: shadow,
-                                           shadowName: shadowName, kv: kv, feed: feed, holdOutbox: holdOutbox)
-            _ = try? await kv.delete(rebuildKey)
-            return report
+            // A rebuild that stopped half-way left its shadow: start clean (only now that this one holds the copy).
+            try await target.dropDataset(shadow)
+            try await deleteKeys(prefix: RelayedCopy.versionKey(shadowName, ""), in: kv)
+            try await target.prepare([shadow])
+            report = try await rebuild(from: liveCheckpoint, batchSize: batchSize, progress: progress, started: started, live: live, shadow: shadow,
+                                       shadowName: shadowName, kv: kv, feed: feed, holdOutbox: { try await holdOutbox($0, $1, false) })
         } catch {
-            _ = try? await kv.delete(rebuildKey)
+            await releaseHold(rebuildKey, of: me, in: kv)
             throw error
+        }
+        await releaseHold(rebuildKey, of: me, in: kv)
+        return report
+    }
+
+    /// Withdraws this rebuild's hold (best effort: it expires anyway), leaving another rebuild's alone.
+    private func releaseHold(_ key: String, of me: String, in kv: any KeyValueStore) async {
+        do {
+            try await stateHolder.withTransaction {
+                try await self.lock(kv)
+                if try await RelayCheckpoint.loadRebuild(self.copy, from: kv)?.holder == me { _ = try await kv.delete(key) }
+            }
+        } catch {
+            logger.warning("relay: could not withdraw a rebuild's hold on the outbox; it expires on its own", metadata: ["copy": "\(copy.name)", "error": "\(error)"])
         }
     }
 

@@ -719,6 +719,8 @@ struct RelayCheckpoint: Codable {
     var cursor: String = ""
     /// The highest outbox position applied.
     var position: Int64 = 0
+    /// For a rebuild's hold (``rebuildKey(_:)``): which rebuild it is.
+    var holder: String?
 
     static func key(_ copy: RelayedCopy) -> String { "checkpoint\u{1F}\(copy.name)" }
     /// Where a running rebuild of `copy` keeps its new copy's cursor, so maintenance keeps the outbox events it has
@@ -730,7 +732,10 @@ struct RelayCheckpoint: Codable {
     /// The cursor a running rebuild of `copy` has read to, if one runs.
     static func loadRebuild(_ copy: RelayedCopy, from state: any KeyValueStore) async throws -> RelayCheckpoint? {
         guard let raw = try await state.get(rebuildKey(copy)) else { return nil }
-        return try decode(raw, of: copy)
+        do { return try JSONDecoder().decode(RelayCheckpoint.self, from: raw) } catch {
+            throw PolyglotError(.engineFailure, "The hold of a rebuild of '\(copy.name)' on the outbox is unreadable: \(error).",
+                                fix: "Delete it (key '\(rebuildKey(copy))' of _polyglot_relay on '\(copy.target)'); it also expires within \(rebuildTTL).")
+        }
     }
 
     static func load(_ copy: RelayedCopy, from state: any KeyValueStore) async throws -> RelayCheckpoint {

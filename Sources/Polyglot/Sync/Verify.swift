@@ -40,6 +40,12 @@ extension Relay {
     /// up, or run it again. `progress` is called after each page with the documents checked so far and the total.
     public func verify(_ copyName: String? = nil, repair: Bool = false,
                        progress: (@Sendable (_ copy: String, _ checked: Int, _ total: Int) -> Void)? = nil) async throws -> [VerifyReport] {
+        // On the primary of engines with replicas: a repair must not copy what a lagging replica still shows.
+        try await ReadConsistency.$fromPrimary.withValue(true) { try await verifyOnPrimary(copyName, repair: repair, progress: progress) }
+    }
+
+    private func verifyOnPrimary(_ copyName: String?, repair: Bool,
+                                 progress: (@Sendable (_ copy: String, _ checked: Int, _ total: Int) -> Void)?) async throws -> [VerifyReport] {
         let chosen = copies.filter { $0.kind == .documents && $0.dataset.model == .documents && (copyName == nil || $0.name == copyName) }
         if let copyName, chosen.isEmpty {
             throw PolyglotError(.unknownDataset, "The relay has no copy named '\(copyName)' (copies: \(copies.map(\.name).joined(separator: ", "))).",
