@@ -250,6 +250,25 @@ import Testing
         try await db.close()
     }
 
+    /// A captured dataset's copy reads the live copy's capture slot, which its relay acknowledges as it goes: a
+    /// rebuild could not keep the changes it has not read, so it is refused, saying what to use instead.
+    @Test func aCopyOfACapturedDatasetIsNotRebuilt() async throws {
+        let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18)),
+                                    PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg18))],
+                          datasets: [DatasetSpec(name: "docs", model: .documents, engine: "primary",
+                                                 projections: [.search(on: "index", fields: ["title"])], capture: true)])
+        let db = try await Polyglot(map: map, registry: PGServers.registry)
+        let relay = db.relay()
+        do {
+            _ = try await relay.rebuild("docs@index")
+            Issue.record("a captured copy was rebuilt")
+        } catch let e as PolyglotError {
+            #expect(e.code == .invalidArgument && e.message.contains("captured") && e.fix?.contains("repair: true") == true, "\(e)")
+        }
+        for copy in relay.copies { try await (try db.engine("primary") as! PostgresEngine).dropCapture(consumer: copy.name) }
+        try await db.close()
+    }
+
     /// Maintenance during a rebuild: events the live copy has applied but the new copy has not read yet must stay,
     /// or the new copy, swapped in, would lack them for good (the swap check finds no row it has not read).
     @Test func aRunningRebuildKeepsTheOutboxEventsItsCopyHasNotRead() async throws {
