@@ -176,12 +176,7 @@ public final class PostgresEngine: Engine, EngineFactory {
     /// replica only once that replica has replayed every commit made so far (else, after `replicaWait`, to the
     /// primary). Without replicas nil: every read is on the primary.
     public func readBarrier() async throws -> ConsistencyToken? {
-        guard !replicas.isEmpty else { return nil }
-        let text = try await readOnPrimary { c -> String? in
-            for try await text in try await c.query("SELECT pg_current_wal_insert_lsn()::text", logger: logger).decode(String.self) { return text }
-            return nil
-        }
-        guard let lsn = text.flatMap(ReplicaRouting.parseLSN) else { return nil }
+        guard !replicas.isEmpty, let lsn = try await readOnPrimary({ c in try await ReplicaRouting.insertLSN(on: c, engine: self) }) else { return nil }
         return ConsistencyToken(engine: spec.name, position: 0, lsn: lsn)
     }
 
@@ -214,13 +209,7 @@ public final class PostgresEngine: Engine, EngineFactory {
     /// Runs a read on the primary, never a replica (inside the current transaction when there is one): for reads
     /// that must see the newest commits on one timeline, such as the change feed's snapshots.
     func readOnPrimary<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
-        try checkOpen()
-        if let tx = currentTransaction { try checkAlive(tx.connection); return try await run(body, on: tx.connection) }
-        do {
-            return try await primary.withConnection { c in try await body(c) }
-        } catch {
-            throw PostgresEngine.mapped(error, engine: spec.name, during: "a read")
-        }
+        try await ReadConsistency.$fromPrimary.withValue(true) { try await read(body) }
     }
 
     /// Runs a read like ``read(_:)``; when the facade measures the rows it examines (``RowsExamined/current`` is
@@ -278,10 +267,6 @@ public final class PostgresEngine: Engine, EngineFactory {
         }
     }
 
-    /// Runs a write atomically: in its own transaction, or in a savepoint of the current transaction (so a failed
-    /// write leaves the transaction usable and changes nothing).
-    /// `singleStatement`: the body runs one statement, which PostgreSQL makes atomic by itself, so outside a
-    /// transaction it runs without BEGIN/COMMIT (one round trip instead of three).
     /// ``write(singleStatement:_:)`` of a body that returns the write's outbox position, as a token made after the
     /// commit, so it carries this commit's WAL position (a token made inside the body carries the previous one's,
     /// and a replica could serve a read with it before replaying this write).
@@ -289,6 +274,10 @@ public final class PostgresEngine: Engine, EngineFactory {
         token(try await write(singleStatement: singleStatement, body))
     }
 
+    /// Runs a write atomically: in its own transaction, or in a savepoint of the current transaction (so a failed
+    /// write leaves the transaction usable and changes nothing).
+    /// `singleStatement`: the body runs one statement, which PostgreSQL makes atomic by itself, so outside a
+    /// transaction it runs without BEGIN/COMMIT (one round trip instead of three).
     func write<R: Sendable>(singleStatement: Bool = false, _ body: (PostgresConnection) async throws -> R) async throws -> R {
         try checkOpen()
         if let tx = currentTransaction {

@@ -176,12 +176,18 @@ public final class ReplicaRouting: Sendable {
     func committed(on c: PostgresConnection, engine: PostgresEngine) async {
         guard !engine.replicas.isEmpty else { return }
         do {
-            for try await text in try await c.query("SELECT pg_current_wal_insert_lsn()::text", logger: engine.logger).decode(String.self) {
-                if let v = ReplicaRouting.parseLSN(text) { _ = lsn.max(v, ordering: .relaxed) }
-            }
+            if let v = try await Self.insertLSN(on: c, engine: engine) { _ = lsn.max(v, ordering: .relaxed) }
         } catch {
             engine.logger.debug("could not read the commit LSN", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// The WAL insert position on `c`'s server (the primary): past every commit made so far.
+    static func insertLSN(on c: PostgresConnection, engine: PostgresEngine) async throws -> UInt64? {
+        for try await text in try await c.query("SELECT pg_current_wal_insert_lsn()::text", logger: engine.logger).decode(String.self) {
+            return parseLSN(text)
+        }
+        return nil
     }
 
     /// `16/B374D848` → its 64-bit value.
