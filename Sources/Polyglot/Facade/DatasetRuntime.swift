@@ -137,27 +137,26 @@ final class DatasetRuntime: Sendable {
         }
         try checkFilter(filter)
         try DocumentCollection.checkLimit(limit)
-        return try await readProjection(p) {
-            try await measure("search", engine: p.engine, { try await index.search(text, filter: filter, limit: limit) }, size: { ($0.count, 0) })
-        }
+        return try await readProjection(p, "search") { try await index.search(text, filter: filter, limit: limit) }
     }
 
-    /// Runs `read`, a read of projection `p`, after ``awaitProjection(_:)``; when that waited for a token's write,
-    /// `read` carries the projection engine's read barrier (``Engine/readBarrier()``), so a replica serves it only
-    /// once it has replayed the relay's commit that the checkpoint showed.
-    func readProjection<R>(_ p: ProjectionSpec, _ read: () async throws -> R) async throws -> R {
+    /// Runs `read`, a read of projection `p` measured as `operation` on its engine, after ``awaitProjection(_:)``;
+    /// when that waited for a token's write, `read` carries the projection engine's read barrier
+    /// (``Engine/readBarrier()``), so a replica serves it only once it has replayed the relay's commit that the
+    /// checkpoint showed.
+    func readProjection<R: Collection>(_ p: ProjectionSpec, _ operation: String, _ read: () async throws -> R) async throws -> R {
+        func measured() async throws -> R { try await measure(operation, engine: p.engine, read, size: { ($0.count, 0) }) }
         guard try await awaitProjection(p), let engine = relayTargets[p.engine], let barrier = try await engine.readBarrier() else {
-            return try await read()
+            return try await measured()
         }
-        return try await ReadConsistency.$atLeast.withValue(barrier) { try await read() }
+        return try await ReadConsistency.$atLeast.withValue(barrier) { try await measured() }
     }
 
     /// Inside ``Polyglot/reading(atLeast:maxWait:_:)`` with a token of this dataset's engine, a read of a projection
     /// the relay keeps on another engine waits until the relay has applied the token's write, for at most
     /// ``ReadConsistency/maxWait``; past that it throws `.stale`, saying how far behind the projection is.
     /// Returns whether it checked a token against the relay's checkpoint (false: the read needs no wait).
-    @discardableResult
-    func awaitProjection(_ p: ProjectionSpec) async throws -> Bool {
+    private func awaitProjection(_ p: ProjectionSpec) async throws -> Bool {
         // A captured dataset's projections follow the engine's log, whose positions are not outbox positions.
         guard let token = ReadConsistency.atLeast, token.engine == engineName, !spec.capture, let state = relayState[p.engine] else { return false }
         var copies: [RelayedCopy] = []

@@ -153,10 +153,7 @@ public struct DocumentCollection: Sendable {
         try VectorMath.validate(vector, dimension: p.dimension ?? vector.count, dataset: name)
         try runtime.checkFilter(filter)
         try Self.checkLimit(k)
-        return try await runtime.readProjection(p) {
-            try await runtime.measure("nearest", engine: p.engine, { try await index.nearest(to: vector, k: k, filter: filter, exact: exact, ef: nil) },
-                                      size: { ($0.count, 0) })
-        }
+        return try await runtime.readProjection(p, "nearest") { try await index.nearest(to: vector, k: k, filter: filter, exact: exact, ef: nil) }
     }
 
     /// Nearest by text: embeds `text` with the projection's embedder (the built-in hashing one unless it names another).
@@ -186,11 +183,7 @@ public struct DocumentCollection: Sendable {
                                 fix: "Add `- { kind: graph, engine: \(runtime.engineName), edgeField: related }` under its `projections:`.")
         }
         try GraphCollection.checkDepth(depth)
-        return try await runtime.readProjection(p) {
-            try await runtime.measure("related", engine: p.engine,
-                                      { try await graph.traverse(from: id, maxDepth: depth, direction: .outgoing, label: p.edgeLabel) },
-                                      size: { ($0.count, 0) })
-        }
+        return try await runtime.readProjection(p, "related") { try await graph.traverse(from: id, maxDepth: depth, direction: .outgoing, label: p.edgeLabel) }
     }
 
     static func checkLimit(_ k: Int) throws {

@@ -26,20 +26,22 @@ public final class ProgressSignal<Key: Hashable & Sendable>: Sendable {
 
     /// Moves `key` to `position` if that is further, and resumes the tasks waiting for it to get there.
     public func advance(_ key: Key, to position: Int64) {
-        let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            guard position > s.positions[key, default: 0] else { return [] }
-            s.positions[key] = position
-            let due = s.waiters.filter { $0.value.key == key && $0.value.position <= position }.map(\.key)
-            return due.compactMap { s.waiters.removeValue(forKey: $0)?.continuation }
-        }
-        for c in ready { c.resume() }
+        move(key) { $0 < position ? position : nil }
     }
 
     /// Moves `key` one position further; returns the new position.
     @discardableResult
     public func increment(_ key: Key) -> Int64 {
+        move(key) { $0 + 1 }
+    }
+
+    /// Sets `key` to `next(current)` unless that is nil, and resumes the tasks waiting for it to get there; returns
+    /// the position after.
+    @discardableResult
+    private func move(_ key: Key, _ next: (Int64) -> Int64?) -> Int64 {
         let (position, ready) = state.withLock { s -> (Int64, [CheckedContinuation<Void, Never>]) in
-            let p = s.positions[key, default: 0] + 1
+            let current = s.positions[key, default: 0]
+            guard let p = next(current) else { return (current, []) }
             s.positions[key] = p
             let due = s.waiters.filter { $0.value.key == key && $0.value.position <= p }.map(\.key)
             return (p, due.compactMap { s.waiters.removeValue(forKey: $0)?.continuation })
