@@ -317,9 +317,10 @@ struct SQLiteTableStore: TableStore {
         return try await engine.write { c in
             var last: Int64 = 0
             for row in rows {
-                // Without change events (a relayed analytics copy) nothing will apply a position: the token is 0.
-                let position = try engine.recordChange(c, spec, key: row[pk]?.stringValue ?? row[pk]?.text ?? "", op: "put", payload: JSON.object(row).serialized())
-                last = spec.changeEvents ? position : 0
+                // Without change events (a relayed analytics copy) no event and no position: the token is 0.
+                if spec.changeEvents {
+                    last = try engine.appendOutbox(c, dataset: spec.name, key: row[pk]?.stringValue ?? row[pk]?.text ?? "", op: "put", payload: JSON.object(row).serialized())
+                }
                 try c.run(sql, spec.fields.map { f in
                     let v = row[f.name] ?? .null
                     return f.type == .json && v != .null ? .text(v.text) : SQLValue(v)
@@ -355,7 +356,9 @@ struct SQLiteTableStore: TableStore {
         let binds = f.binds
         return try await engine.write { c in
             let keys = try c.query(sql, binds)
-            for k in keys { _ = try engine.recordChange(c, spec, key: k.first?.json.stringValue ?? k.first?.json.text ?? "", op: "delete", payload: nil) }
+            if spec.changeEvents {
+                for k in keys { _ = try engine.appendOutbox(c, dataset: spec.name, key: k.first?.json.stringValue ?? k.first?.json.text ?? "", op: "delete", payload: nil) }
+            }
             return keys.count
         }
     }

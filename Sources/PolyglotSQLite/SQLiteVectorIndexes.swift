@@ -31,8 +31,8 @@ extension SQLiteEngine {
     func indexFile(_ table: String) -> String { path + "." + table + ".hnsw" }
 
     /// What an index file must have been saved with to be current: the table's row count and the last position
-    /// the engine's outbox sequence handed out. Every write through Polyglot moves the position, also to datasets
-    /// that append no events (a relayed copy); a raw SQL insert or delete on the table moves the count. (A raw SQL
+    /// the engine's outbox sequence handed out. Every write of documents or vectors through Polyglot moves the position,
+    /// also to datasets that append no events (a relayed copy); a raw SQL insert or delete on the table moves the count. (A raw SQL
     /// UPDATE of a vector is not detected: delete the `.hnsw` file to rebuild.) Any write to the engine after the
     /// save makes the file stale, so after a crash the index is rebuilt from the table.
     func indexStamp(table: String, dataset: String, on c: SQLiteConnection, rows: Int? = nil) throws -> String {
