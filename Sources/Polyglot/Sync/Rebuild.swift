@@ -85,7 +85,9 @@ extension RelayWorker {
         // it stands, renewed as it goes, and withdrawn at the end whether it swapped or failed.
         // The hold is also the rebuild's claim on the copy: a second rebuild of it refuses to start while the first
         // one's hold is alive, and each renewal checks the hold is still this rebuild's (it lapses after
-        // `rebuildTTL` without renewal; the events it held back may have been pruned since).
+        // `rebuildTTL` without renewal; the events it held back may have been pruned since). An older cursor holds
+        // back more, never less, so the hold is renewed only when a quarter of its time to live has passed, and
+        // before each swap attempt (which must know the hold did not lapse).
         let rebuildKey = RelayCheckpoint.rebuildKey(copy)
         let me = options.holder + "#" + UUID().uuidString
         let copyName = copy.name
@@ -106,6 +108,12 @@ extension RelayWorker {
             }
         }
         try await holdOutbox(ChangeCursor(state: liveCheckpoint.cursor), liveCheckpoint.position, true)
+        var held = ContinuousClock.now
+        let renewHold = { (cursor: ChangeCursor, position: Int64, beforeSwap: Bool) async throws in
+            guard beforeSwap || ContinuousClock.now - held >= RelayCheckpoint.rebuildTTL / 4 else { return }
+            try await holdOutbox(cursor, position, false)
+            held = ContinuousClock.now
+        }
         let report: RebuildReport
         do {
             // A rebuild that stopped half-way left its shadow: start clean (only now that this one holds the copy).
@@ -113,7 +121,7 @@ extension RelayWorker {
             try await deleteKeys(prefix: RelayedCopy.versionKey(shadowName, ""), in: kv)
             try await target.prepare([shadow])
             report = try await rebuild(from: liveCheckpoint, batchSize: batchSize, progress: progress, started: started, live: live, shadow: shadow,
-                                       shadowName: shadowName, kv: kv, feed: feed, holdOutbox: { try await holdOutbox($0, $1, false) })
+                                       shadowName: shadowName, kv: kv, feed: feed, renewHold: renewHold)
         } catch {
             await releaseHold(rebuildKey, of: me, in: kv)
             throw error
@@ -136,7 +144,7 @@ extension RelayWorker {
 
     private func rebuild(from liveCheckpoint: RelayCheckpoint, batchSize: Int, progress: (@Sendable (RebuildPhase, Int, Int) -> Void)?,
                          started: ContinuousClock.Instant, live: DatasetSpec, shadow: DatasetSpec, shadowName: String, kv: any KeyValueStore,
-                         feed: any ChangeFeed, holdOutbox: (ChangeCursor, Int64) async throws -> Void) async throws -> RebuildReport {
+                         feed: any ChangeFeed, renewHold: (ChangeCursor, Int64, _ beforeSwap: Bool) async throws -> Void) async throws -> RebuildReport {
         var cursor = ChangeCursor(state: liveCheckpoint.cursor)
         var position = liveCheckpoint.position
         let sourceDocs = try source.documentStore(for: copy.dataset)
@@ -158,7 +166,7 @@ extension RelayWorker {
             }
             copied += page.count
             progress?(.copying, copied, total)
-            try await holdOutbox(cursor, position)
+            try await renewHold(cursor, position, false)
             if page.count < batchSize { break }
         }
 
@@ -187,10 +195,11 @@ extension RelayWorker {
                 }
                 position = max(position, batch.events.map(\.position).max() ?? position)
                 cursor = batch.next
-                try await holdOutbox(cursor, position)
+                try await renewHold(cursor, position, false)
                 if batch.events.isEmpty { break }
             }
             let (shadowCursor, shadowPosition) = (cursor, position)
+            try await renewHold(shadowCursor, shadowPosition, true)
             try await RelayWorker.beforeSwap?()
             let done = try await stateHolder.withTransaction { () async throws -> Bool in
                 try await self.lock(kv)
