@@ -219,6 +219,18 @@ extension PostgresFaults {
 }
 
 /// Runs one statement on the hot standby with the raw driver (Polyglot refuses a standby as a primary).
+/// Runs `body` with the standby's WAL replay paused (so it lags), and resumes replay afterwards, also when `body` throws.
+func withReplayPaused(_ body: () async throws -> Void) async throws {
+    try await onReplica("SELECT pg_wal_replay_pause()")
+    do {
+        try await body()
+    } catch {
+        try? await onReplica("SELECT pg_wal_replay_resume()")
+        throw error
+    }
+    try await onReplica("SELECT pg_wal_replay_resume()")
+}
+
 func onReplica(_ sql: String) async throws {
     let u = try #require(URLComponents(string: PGServers.pg15Replica))
     let config = PostgresClient.Configuration(host: u.host ?? "127.0.0.1", port: u.port ?? 5432, username: "postgres", password: nil, database: "postgres", tls: .disable)
@@ -248,17 +260,12 @@ func onReplica(_ sql: String) async throws {
         let db = try await Self.openWithSearchOnReplicatedEngine(replicas: [PGServers.pg15Replica])
         let articles = try db.documents("articles")
         let relay = db.relay(RelayOptions(holder: "lagging-replica"))
-        try await onReplica("SELECT pg_wal_replay_pause()")
-        do {
+        try await withReplayPaused {
             for i in 0..<3 {
                 _ = try await articles.put("a\(i)", ["title": .string("round \(i)")])
                 #expect(try await relay.catchUp() == 1, "round \(i)")
             }
-        } catch {
-            try? await onReplica("SELECT pg_wal_replay_resume()")
-            throw error
         }
-        try await onReplica("SELECT pg_wal_replay_resume()")
         try await db.close()
     }
 
@@ -275,19 +282,14 @@ func onReplica(_ sql: String) async throws {
         let running = Task { try? await relay.run() }
         let first = try await articles.put("a0", ["title": "warm up"])
         #expect(try await db.reading(atLeast: first, maxWait: .seconds(30)) { try await articles.search("warm") }.map(\.id) == ["a0"])
-        try await onReplica("SELECT pg_wal_replay_pause()")
-        do {
+        defer { running.cancel() }
+        try await withReplayPaused {
             for i in 1...20 {
                 let token = try await articles.put("a\(i)", ["title": .string("marker\(i)")])
                 let hits = try await db.reading(atLeast: token, maxWait: .seconds(30)) { try await articles.search("marker\(i)") }
                 #expect(hits.map(\.id) == ["a\(i)"], "read \(i) ran on the lagging replica after the checkpoint showed the write")
             }
-        } catch {
-            try? await onReplica("SELECT pg_wal_replay_resume()")
-            running.cancel()
-            throw error
         }
-        try await onReplica("SELECT pg_wal_replay_resume()")
         running.cancel()
         await running.value
         try await db.close()
@@ -324,15 +326,10 @@ func onReplica(_ sql: String) async throws {
             if !caughtUp { try await Task.sleep(for: .milliseconds(50)) }
         }
         try #require(caughtUp, "the replica did not replay the first write within 10 s")
-        try await onReplica("SELECT pg_wal_replay_pause()")
-        do {
+        try await withReplayPaused {
             let second = try await t.upsert([["sku": "a", "qty": 2]])
             #expect(try await db.reading(atLeast: second) { try await t.get("a") }?["qty"] == 2, "a token read returned the row before the write: \(second)")
-        } catch {
-            try? await onReplica("SELECT pg_wal_replay_resume()")
-            throw error
         }
-        try await onReplica("SELECT pg_wal_replay_resume()")
         try await db.close()
     }
 
@@ -348,8 +345,7 @@ func onReplica(_ sql: String) async throws {
             if pg.readRouting.primaryFallbacks == before { break }
         }
         let fallbacks = pg.readRouting.primaryFallbacks
-        try await onReplica("SELECT pg_wal_replay_pause()")
-        do {
+        try await withReplayPaused {
             let token = try await d.put("a", ["name": "v2"])
             let start = ContinuousClock.now
             let read = try await db.reading(atLeast: token) { try await d.get("a") }
@@ -359,11 +355,7 @@ func onReplica(_ sql: String) async throws {
             // Without a token, reads may be stale: they go to the replica.
             let stale = try await d.get("a")
             #expect(try stale?.json()["name"] == "v1")
-        } catch {
-            try? await onReplica("SELECT pg_wal_replay_resume()")
-            throw error
         }
-        try await onReplica("SELECT pg_wal_replay_resume()")
         try await db.close()
     }
 }

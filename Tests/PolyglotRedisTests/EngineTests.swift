@@ -100,10 +100,19 @@ func expectPolyglotError(_ code: PolyglotError.Code, _ body: () async throws -> 
         let (db, engine) = try await openRedisKeyValue(options: ["maxValueBytes": "1KB"])
         defer { Task { try? await db.close() } }
         let store = try engine.keyValueStore(for: db.map.datasets[0])
+        // The server's own command counts (other tests share it, so at least, not exactly).
+        func calls(_ command: String) async throws -> Int {
+            let info = try #require(try await engine.client.send("INFO", "commandstats").string)
+            let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("cmdstat_\(command):calls=") }
+            return line.flatMap { Int($0.dropFirst("cmdstat_\(command):calls=".count).prefix { $0.isNumber }) } ?? 0
+        }
+        let (msetBefore, mgetBefore) = (try await calls("mset"), try await calls("mget"))
         let entries = (0..<2500).map { (key: "k\($0)", value: Data("v\($0)".utf8)) }
         try await store.setMany(entries, ttl: nil)
         let all = try await store.getMany(entries.map(\.key) + ["missing"])
         #expect(all.count == 2500 && all["k0"] == Data("v0".utf8) && all["k2499"] == Data("v2499".utf8) && all["missing"] == nil)
+        let (msets, mgets) = (try await calls("mset") - msetBefore, try await calls("mget") - mgetBefore)
+        #expect(msets >= 1 && mgets >= 3, "setMany and getMany did not go in bulk: \(msets) MSET, \(mgets) MGET")
         let e = await expectPolyglotError(.limitExceeded) {
             try await store.setMany([("fits", Data(count: 10)), ("big", Data(count: 1025))], ttl: .seconds(60))
         }
