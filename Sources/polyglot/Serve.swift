@@ -27,6 +27,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds before a request is answered 503 and cancelled.") var timeout: Double = 10
     @Option(help: "Log level for requests and engines: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
+    func validate() throws {
+        guard timeout.isFinite, timeout > 0, timeout <= 86_400 else {
+            throw ValidationError("--timeout must be a number of seconds above 0 and at most 86400; it is \(timeout).")
+        }
+        guard rateLimit.isFinite, rateLimit > 0, rateLimit <= 1e9 else {
+            throw ValidationError("--rate-limit must be a number of requests per second above 0 and at most 1e9; it is \(rateLimit).")
+        }
+        guard maxBody > 0 else { throw ValidationError("--max-body must be a positive number of bytes; it is \(maxBody).") }
+    }
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error.") }
         LoggingSystem.bootstrap { label in

@@ -52,6 +52,13 @@ import Testing
         #expect(DataMap.parseDuration("soon") == nil)
     }
 
+    /// Not-a-number, infinite and huge values are "not a duration", not a trap: the server reads `?window=` with this
+    /// parser, and `window=Inf` crashed it (found by schemathesis).
+    @Test(arguments: ["Inf", "inf", "-inf", "nan", "NaN", "infs", "nanms", "1e300s", "1e300", "9.3e15", "1e20ms"])
+    func durationsThatAreNotFiniteOrTooLargeAreRefusedWithoutATrap(_ text: String) {
+        #expect(DataMap.parseDuration(text) == nil)
+    }
+
     static func error(_ yaml: String) -> PolyglotError? {
         do {
             try DataMap(yaml: yaml).validate(registry: .builtIn)

@@ -98,7 +98,7 @@ public struct OpenAIEmbedder: Embedder {
                 let retryable = status == 429 || status == 408 || status >= 500
                 failure = PolyglotError(.embedderFailure, "Embedder \(endpoint.absoluteString) (model \(model)) answered HTTP \(status): \(Self.message(in: data)).",
                                         fix: Self.fix(status: status), retryable: retryable)
-                if let header = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Retry-After"), let s = Double(header) {
+                if let header = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Retry-After"), let s = Double(header), s.isFinite, s >= 0 {
                     wait = .milliseconds(Int64(min(s, 60) * 1000))
                 }
             } catch let error as PolyglotError {

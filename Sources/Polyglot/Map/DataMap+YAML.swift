@@ -78,10 +78,15 @@ extension DataMap {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)]
         for (suffix, scale) in units where t.hasSuffix(suffix) {
             guard let n = Double(t.dropLast(suffix.count)) else { continue }
-            return .milliseconds(Int64((n * scale * 1000).rounded()))
+            return milliseconds(n * scale)
         }
-        if let n = Double(t) { return .milliseconds(Int64((n * 1000).rounded())) }
-        return nil
+        return Double(t).flatMap(milliseconds)
+    }
+
+    /// Whole milliseconds of `seconds`, or nil when it is not finite or beyond what a `Duration` of milliseconds holds
+    /// (`inf`, `nan` and `1e300s` are not durations, and must not trap).
+    private static func milliseconds(_ seconds: Double) -> Duration? {
+        Int64(exactly: (seconds * 1000).rounded()).map { .milliseconds($0) }
     }
 }
 

@@ -64,18 +64,14 @@ extension PolyglotServer {
         return d
     }
 
-    /// `30s`, `5m`, `1h`, `250ms`, `2d`, or a number of seconds.
+    /// `30s`, `5m`, `1h`, `250ms`, `2d`, `1w`, or a number of seconds (the data map's `DataMap.parseDuration`), positive
+    /// and at most 366 days; anything else is a 400 naming the parameter.
     static func duration(_ text: String, name: String) throws -> Duration {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
-        var number = text, scale = 1.0
-        for (suffix, s) in units where text.hasSuffix(suffix) {
-            let head = String(text.dropLast(suffix.count))
-            if Double(head) != nil { number = head; scale = s; break }
+        guard let d = DataMap.parseDuration(text), d > .zero, d <= .seconds(366 * 86_400) else {
+            throw Problem.badRequest("bad-query", "'\(name)' must be a positive duration like 30s, 5m, 1h or 250ms (at most 366d); it is '\(text)'.",
+                                     fix: "Pass e.g. \(name)=1h, 24h or 7d.")
         }
-        guard let v = Double(number), v.isFinite, v > 0, v * scale <= 366 * 86_400 else {
-            throw Problem.badRequest("bad-query", "'\(name)' must be a positive duration like 30s, 5m, 1h or 250ms (at most 366d); it is '\(text)'.")
-        }
-        return .milliseconds(Int64((v * scale * 1000).rounded()))
+        return d
     }
 
     static let isoFractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)

@@ -101,9 +101,7 @@ extension PolyglotServer {
 
     @Sendable func adviceHandler(_ request: Request, _ context: APIContext) async throws -> Response {
         let raw = Self.query(request, "window") ?? "24h"
-        guard let window = DataMap.parseDuration(raw), window > .zero, window <= .seconds(366 * 86_400) else {
-            throw Problem.badRequest("invalid-argument", "window '\(raw)' is not a duration of up to a year.", fix: "Pass e.g. window=1h, 24h or 7d.")
-        }
+        let window = try Self.duration(raw, name: "window")
         let recommendations = try await Advisor(db: db).advise(window: window)
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
