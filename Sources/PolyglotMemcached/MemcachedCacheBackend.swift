@@ -67,7 +67,7 @@ final class MemcachedCacheBackend: CacheBackend {
         if ContinuousClock.now - loadStartedAt >= Self.tombstoneLifetime { return false }
         var seconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
         if jitter > 0 { seconds *= 1 + Double.random(in: -jitter...jitter) }
-        let lifetime = Duration.milliseconds(max(1, Int64(seconds * 1000)))
+        let lifetime = Duration.milliseconds(max(1, Int64(min(seconds * 1000, 9e18))))
         let (_, hashed) = coder.encode(key)
         if StoredValue.encodedSize(dataBytes: entry.data.count, originalKey: hashed ? key : nil) > settings.maxValueBytes {
             logger.debug("cache entry too large for memcached; not cached", metadata: ["key": "\(key)", "bytes": "\(entry.data.count)"])

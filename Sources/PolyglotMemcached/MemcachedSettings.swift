@@ -60,20 +60,11 @@ struct MemcachedSettings: Sendable, Equatable {
         }
         maxValueBytes = Self.defaultMaxValueBytes
         if let text = o["maxValueBytes"] {
-            guard let n = Self.size(text), n >= 64, n <= 1 << 30 else {
+            guard let n = DataMap.parseSize(text), n >= 64, n <= 1 << 30 else {
                 throw bad("maxValueBytes '\(text)' is not a size from 64 bytes to 1GB",
                           "Write a size such as 512KB or 1048000; keep it below the server's -I item size limit (1 MiB by default).")
             }
             maxValueBytes = n
         }
-    }
-
-    /// A whole number of bytes, optionally with KB, MB or GB (binary multiples).
-    static func size(_ text: String) -> Int? {
-        let t = text.uppercased().replacingOccurrences(of: "IB", with: "B").trimmingCharacters(in: .whitespaces)
-        for (suffix, scale) in [("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30)] where t.hasSuffix(suffix) {
-            return Int(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)).map { $0 * scale }
-        }
-        return Int(t)
     }
 }

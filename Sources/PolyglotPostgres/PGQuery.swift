@@ -15,7 +15,9 @@ struct PGQuery {
 
     /// Binds `value` and returns its placeholder. A value that cannot be encoded is reported when the query is
     /// taken (``query``), not silently dropped (which left the server to complain about a parameter count).
-    mutating func bind(_ value: some PostgresEncodable) -> String {
+    mutating func bind(_ value: some PostgresEncodable) -> String { encode(value) }
+
+    private mutating func encode(_ value: some PostgresEncodable) -> String {
         count += 1
         do {
             try binds.append(value)
@@ -24,6 +26,20 @@ struct PGQuery {
             binds.appendNull()
         }
         return "$\(count)"
+    }
+
+    /// Binds a date, or records an encoding error for one PostgresNIO would trap on (its microseconds since 2000
+    /// must fit an Int64); the range is `FieldType.epochSeconds`, the timestamps Polyglot accepts anywhere.
+    mutating func bind(_ value: Date) -> String {
+        guard FieldType.epochSeconds.contains(value.timeIntervalSince1970) else {
+            count += 1
+            if encodingError == nil {
+                encodingError = (count, PolyglotError(.invalidArgument, "the time \(value.timeIntervalSince1970) s since 1970 is beyond what a timestamp holds"))
+            }
+            binds.appendNull()
+            return "$\(count)"
+        }
+        return encode(value)
     }
 
     mutating func bindNull() -> String {

@@ -76,7 +76,7 @@ struct PostgresSettings: Sendable {
             c.options.connectTimeout = connectTimeout
             c.options.keepAliveBehavior = .init(frequency: .seconds(30))
             var startup: [(String, String)] = [("application_name", "polyglot")]
-            if let st = statementTimeout { startup.append(("statement_timeout", "\(max(1, Int(st.seconds * 1000)))")) }
+            if let st = statementTimeout { startup.append(("statement_timeout", "\(max(1, Int(min(st.seconds * 1000, 9e18))))")) }
             c.options.additionalStartupParameters = startup
             return (c, "\(host):\(u.port ?? 5432)")
         }

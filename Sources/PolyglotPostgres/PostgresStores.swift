@@ -726,7 +726,7 @@ struct PostgresTelemetryHistory: TelemetryHistoryStore {
             try await engine.fetch(c, q) { row in
                 let (s, e, ds, en, op, n, err, rows, bytes, h) = try row.decode((Double, Double, String, String, String, Int64, Int64, Int64, Int64, String).self)
                 var stats = OperationStats()
-                stats.count = UInt64(n); stats.errors = UInt64(err); stats.rows = UInt64(rows); stats.bytes = UInt64(bytes)
+                stats.count = UInt64(clamping: n); stats.errors = UInt64(clamping: err); stats.rows = UInt64(clamping: rows); stats.bytes = UInt64(clamping: bytes)
                 stats.latency = LatencyHistogram(encoded: h) ?? LatencyHistogram()
                 return TelemetryRecord(intervalStart: Date(timeIntervalSince1970: s), intervalEnd: Date(timeIntervalSince1970: e),
                                        key: OperationKey(dataset: ds, engine: en, operation: op), stats: stats)

@@ -65,7 +65,8 @@ enum PGValue {
         case (.integer, .number(let d)) where d.rounded() == d && d >= -9_223_372_036_854_775_808 && d < 9_223_372_036_854_775_808: return q.bind(Int64(d))
         case (.number, .number(let d)): return q.bind(d)
         case (.boolean, .bool(let b)): return q.bind(b)
-        case (.timestamp, .number(let d)): return q.bind(Date(timeIntervalSince1970: d))
+        // Only seconds a timestamptz holds (PostgresNIO's Date encoding traps on microseconds beyond Int64).
+        case (.timestamp, .number(let d)) where FieldType.epochSeconds.contains(d): return q.bind(Date(timeIntervalSince1970: d))
         case (.timestamp, .string(let s)):
             guard let d = parseISO(s) else { break }
             return q.bind(d)

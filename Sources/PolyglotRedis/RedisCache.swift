@@ -274,7 +274,7 @@ final class RedisCacheBackend: CacheBackend {
         let stored: Bool
         do {
             let reply = try await link.evalRaw(link.scripts.fill, keys: [entryPrefix + key, lockPrefix + key],
-                                               arguments: [entry.version, payload, max(1, Int64(ms)), token ?? ""])
+                                               arguments: [entry.version, payload, max(1, Int64(min(ms, 9e18))), token ?? ""])
             stored = reply.int == 1
         } catch {
             failed(error, during: "a cache fill")

@@ -179,10 +179,3 @@ public struct RedisConfiguration: Sendable {
         if username != nil, password == nil { throw bad("a username without a password", "Set password too (AUTH needs both).") }
     }
 }
-
-extension Duration {
-    var timeAmount: TimeAmount {
-        let (s, atto) = components
-        return .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
-    }
-}

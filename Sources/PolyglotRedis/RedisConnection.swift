@@ -60,7 +60,7 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         // after connecting races with a TLS handshake that fails and tears the pipeline down).
         let handlerPromise = loop.makePromise(of: HandlerAndOutbox.self)
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(configuration.connectTimeout.timeAmount)
+            .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -112,12 +112,7 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         self.address = address
         self.outbox = outbox
         self.durationTimeout = commandTimeout
-        if let t = commandTimeout {
-            let (s, atto) = t.components
-            self.commandTimeout = .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
-        } else {
-            self.commandTimeout = nil
-        }
+        self.commandTimeout = commandTimeout.map { TimeAmount($0) }  // NIO's conversion clamps; a product would overflow
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -87,7 +87,7 @@ struct RedisEngineSettings: Sendable {
             throw bad("keyPrefix '\(keyPrefix)' contains a glob character (* ? [ ] \\)", "Use letters, digits and separators such as ':' in keyPrefix.")
         }
         if let text = o["maxValueBytes"] {
-            guard let n = RedisEngineSettings.size(text), n > 0, n <= 512 << 20 else {
+            guard let n = DataMap.parseSize(text), n > 0, n <= 512 << 20 else {
                 throw bad("option maxValueBytes '\(text)' is not a size from 1 byte to 512MB",
                           "Write a whole number of bytes, optionally with KB or MB (Redis stores at most 512MB per value).")
             }
@@ -95,18 +95,6 @@ struct RedisEngineSettings: Sendable {
         } else {
             maxValueBytes = 16 << 20
         }
-    }
-
-    /// `4096`, `64KB`, `4MB`, `1GB` → bytes.
-    static func size(_ text: String) -> Int? {
-        let t = text.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: "IB", with: "B")
-        let scales: [(String, Int)] = [("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)]
-        for (suffix, scale) in scales where t.hasSuffix(suffix) {
-            guard let n = Int(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) else { return nil }
-            let (v, overflow) = n.multipliedReportingOverflow(by: scale)
-            return overflow ? nil : v
-        }
-        return Int(t)
     }
 
     /// The URL without its password, for messages and logs.

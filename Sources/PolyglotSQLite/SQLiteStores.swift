@@ -588,10 +588,10 @@ struct SQLiteTelemetryHistory: TelemetryHistoryStore {
         try engine.read { c in
             try c.query("SELECT * FROM _polyglot_telemetry WHERE interval_end >= ? ORDER BY interval_end", [.real(since.timeIntervalSince1970)]).map { r in
                 var stats = OperationStats()
-                stats.count = UInt64(r[5].int ?? 0)
-                stats.errors = UInt64(r[6].int ?? 0)
-                stats.rows = UInt64(r[7].int ?? 0)
-                stats.bytes = UInt64(r[8].int ?? 0)
+                stats.count = UInt64(clamping: r[5].int ?? 0)
+                stats.errors = UInt64(clamping: r[6].int ?? 0)
+                stats.rows = UInt64(clamping: r[7].int ?? 0)
+                stats.bytes = UInt64(clamping: r[8].int ?? 0)
                 stats.latency = LatencyHistogram(encoded: r[9].string ?? "") ?? LatencyHistogram()
                 return TelemetryRecord(intervalStart: Date(timeIntervalSince1970: r[0].double ?? 0), intervalEnd: Date(timeIntervalSince1970: r[1].double ?? 0),
                                        key: OperationKey(dataset: r[2].string ?? "", engine: r[3].string ?? "", operation: r[4].string ?? ""), stats: stats)

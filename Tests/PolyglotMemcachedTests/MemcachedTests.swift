@@ -122,7 +122,10 @@ func expectPolyglotError(_ code: PolyglotError.Code, _ body: () async throws -> 
     }
 
     @Test func brokenStreamsAreProtocolViolations() throws {
-        for (wire, expect) in [("VALUE k 0 3\r\nabcd\r\n", MemcachedExpect.items), ("HELLO\r\n", .items), ("VA x\r\n", .meta), ("TOOLONG\r\n", .meta)] {
+        for (wire, expect) in [("VALUE k 0 3\r\nabcd\r\n", MemcachedExpect.items), ("HELLO\r\n", .items), ("VA x\r\n", .meta), ("TOOLONG\r\n", .meta),
+                                    // Sizes no item can have: an error, not a trap on `offset + size + 2`, nor a wait for ever.
+                                    ("VA 9223372036854775807\r\nab\r\n", .meta), ("VALUE k 0 9223372036854775807\r\nab\r\n", .items),
+                                    ("VA 1073741825\r\nab\r\n", .meta)] {
             var stream = MemcachedResponseStream()
             stream.append(Array(wire.utf8))
             #expect(throws: MemcachedError.self, "\(wire)") { _ = try stream.next(expecting: expect) }

@@ -53,6 +53,25 @@ let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", field
         try await db.close()
     }
 
+    /// PostgresNIO traps encoding a Date whose microseconds since 2000 overflow Int64 (beyond about 9.2e12 s): such a
+    /// timestamp, or a key-value ttl that far out, is refused with an error, and nothing is written.
+    @Test func aTimestampOrTTLBeyondWhatPostgreSQLHoldsIsRefusedNotACrash() async throws {
+        let events = DatasetSpec(name: "events", model: .table, engine: "subject", fields: [FieldSpec("id", .string, nullable: false), FieldSpec("at", .timestamp)], primaryKey: "id")
+        let kv = DatasetSpec(name: "kv", model: .keyValue, engine: "subject")
+        let db = try await openPostgres(PGServers.pg15, datasets: [events, kv])
+        let t = try db.table("events")
+        for huge in [1e13, -1e13, 1.7e15] {
+            await #expect(throws: PolyglotError.self, "at \(huge)") { try await t.upsert([["id": "a", "at": .number(huge)]]) }
+        }
+        #expect(try await t.count() == 0)
+        try await t.upsert([["id": "a", "at": .number(1.7e9)]])
+        #expect(try await t.count() == 1)
+        let store = try db.keyValue("kv")
+        await #expect(throws: PolyglotError.self) { try await store.set("k", "v", ttl: .seconds(Int64(1) << 40)) }
+        #expect(try await store.get("k") == nil)
+        try await db.close()
+    }
+
     @Test func jsonWithNulOrInvalidUTF8IsRefusedClearly() async throws {
         let db = try await openPostgres(PGServers.pg15, datasets: [docs])
         let d = try db.documents("docs")

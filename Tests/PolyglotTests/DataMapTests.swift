@@ -59,6 +59,23 @@ import Testing
         #expect(DataMap.parseDuration(text) == nil)
     }
 
+    @Test func durationsUpToAHundredYearsParse() {
+        #expect(DataMap.parseDuration("36600d") == DataMap.longestDuration)
+        #expect(DataMap.parseDuration("36601d") == nil)
+        #expect(DataMap.parseDuration("1w") == .seconds(604_800))
+    }
+
+    /// One size parser for every engine's options; a product beyond Int is "not a size" (it trapped in the memory
+    /// and memcached engines' own copies).
+    @Test func sizesParseAndOverflowIsRefused() throws {
+        #expect(DataMap.parseSize("4096") == 4096)
+        #expect(DataMap.parseSize("64KB") == 64 << 10 && DataMap.parseSize("64 KiB") == 64 << 10)
+        #expect(DataMap.parseSize("4mb") == 4 << 20 && DataMap.parseSize("1GB") == 1 << 30 && DataMap.parseSize("512B") == 512)
+        #expect(DataMap.parseSize("100K") == 100_000 && DataMap.parseSize("2M") == 2_000_000)
+        #expect(DataMap.parseSize("10000000000GB") == nil && DataMap.parseSize("lots") == nil && DataMap.parseSize("KB") == nil)
+        #expect(throws: PolyglotError.self) { try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxBytes": "10000000000GB"])) }
+    }
+
     static func error(_ yaml: String) -> PolyglotError? {
         do {
             try DataMap(yaml: yaml).validate(registry: .builtIn)
@@ -82,6 +99,11 @@ import Testing
         ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { engine: p }", "has no `model:`"),
         ("engines:\n  p: { kind: memory }\ndatasets:\n  \"bad\\\"name\": { model: keyValue, engine: p }", "cannot use as a table"),
         ("engines:\n  p: { kind: memory }\ndatasets:\n  a__b: { model: keyValue, engine: p }", "cannot use as a table"),
+        // Too long to convert to the engines' nanoseconds without overflow (a trap at first use, before the cap).
+        ("engines:\n  p: { kind: memory }\ndatasets:\n  s: { model: keyValue, engine: p, ttl: 1000000000d }", "at most 100 years"),
+        // ef beyond 10000 overflowed `ef + 1` / `4 * ef` at the first query (efSearch: Int.max).
+        ("engines:\n  p: { kind: sqlite, path: x.sqlite }\ndatasets:\n  v: { model: vectors, engine: p, dimension: 4, index: { efSearch: 9223372036854775807 } }", "ef values from 1 to 10000"),
+        ("engines:\n  p: { kind: sqlite, path: x.sqlite }\ndatasets:\n  v: { model: vectors, engine: p, dimension: 4, index: { efConstruction: 20000 } }", "ef values from 1 to 10000"),
     ])
     func badMapsGiveErrorsThatNameTheProblemAndTheFix(_ yaml: String, _ expected: String) throws {
         let e = try #require(Self.error(yaml), "map should be refused: \(yaml)")

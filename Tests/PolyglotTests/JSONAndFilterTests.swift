@@ -86,6 +86,8 @@ import Testing
         a.merge(b)
         #expect(a.totalCount == 5 && a.maxValue == 700_000_000 && a.minValue == 5)
         #expect(LatencyHistogram(encoded: "garbage") == nil)
+        // Counts whose sum overflows (a corrupt telemetry row) are refused, not a trap when the advisor reads them.
+        #expect(LatencyHistogram(encoded: "v1;1;2;3.0;1:18446744073709551615,2:1") == nil)
     }
 }
 

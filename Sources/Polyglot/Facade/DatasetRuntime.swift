@@ -225,6 +225,10 @@ final class DatasetRuntime: Sendable {
             throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': ttl \(ttl) is not positive.",
                                 fix: "Pass a positive ttl such as .seconds(30), or nil for no expiry.")
         }
+        if let ttl, ttl > DataMap.longestDuration {
+            throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': ttl \(ttl) is longer than 100 years.",
+                                fix: "Pass nil for no expiry, or a ttl of at most 100 years.")
+        }
     }
 
     /// Checks a document body: a JSON object whose declared fields have their declared types.
@@ -245,6 +249,10 @@ final class DatasetRuntime: Sendable {
                                         fix: "Set '\(field.name)' (\(field.type.rawValue)), or declare it without '!' to allow null.")
                 }
                 continue
+            }
+            if field.type == .timestamp, case .number(let d) = value!, !FieldType.epochSeconds.contains(d) {
+                throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': field '\(field.name)' of '\(key)' is \(value!.text), which is not a timestamp in seconds since 1970 (at most 1e11).",
+                                    fix: "Send seconds since 1970 (divide milliseconds by 1000) or ISO 8601 text such as 2026-11-30T12:00:00Z.")
             }
             if !field.type.accepts(value!) {
                 throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': field '\(field.name)' of '\(key)' is a JSON \(value!.typeName), but it is declared \(field.type.rawValue).",

@@ -72,7 +72,12 @@ extension DataMap {
         self.init(engines: engines, datasets: datasets, telemetry: telemetry, embedders: embedders, advisor: advisor)
     }
 
-    /// Parses a duration such as `500ms`, `30s`, `5m`, `2h` or `7d`; a bare number means seconds.
+    /// The longest duration `parseDuration` reads: 100 years. Longer ones (and `inf`) would overflow the nanosecond,
+    /// microsecond and millisecond counts the engines convert durations to.
+    public static let longestDuration: Duration = .seconds(100 * 366 * 86_400)
+
+    /// Parses a duration such as `500ms`, `30s`, `5m`, `2h`, `7d` or `1w`; a bare number means seconds. Nil for
+    /// anything else, including `inf`, `nan` and more than `longestDuration` either way.
     public static func parseDuration(_ text: String) -> Duration? {
         let t = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)]
@@ -83,10 +88,25 @@ extension DataMap {
         return Double(t).flatMap(milliseconds)
     }
 
-    /// Whole milliseconds of `seconds`, or nil when it is not finite or beyond what a `Duration` of milliseconds holds
-    /// (`inf`, `nan` and `1e300s` are not durations, and must not trap).
+    /// Whole milliseconds of `seconds`, or nil when it is not finite or longer than `longestDuration` (`inf`, `nan`
+    /// and `1e300s` are not durations, and must not trap).
     private static func milliseconds(_ seconds: Double) -> Duration? {
-        Int64(exactly: (seconds * 1000).rounded()).map { .milliseconds($0) }
+        guard seconds.magnitude <= Double(longestDuration.components.seconds) else { return nil }
+        return Int64(exactly: (seconds * 1000).rounded()).map { .milliseconds($0) }
+    }
+
+    /// Parses a size: a whole number, optionally with `B`, `KB`, `MB` or `GB` (binary multiples; `KiB` and so on
+    /// too) or `K`/`M` (thousands, millions: `100K` entries). Nil for anything else, and when the result would not fit
+    /// an `Int`.
+    public static func parseSize(_ text: String) -> Int? {
+        let t = text.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: "IB", with: "B")
+        let scales: [(String, Int)] = [("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1), ("K", 1000), ("M", 1_000_000)]
+        for (suffix, scale) in scales where t.hasSuffix(suffix) {
+            guard let n = Int(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) else { return nil }
+            let (v, overflow) = n.multipliedReportingOverflow(by: scale)
+            return overflow ? nil : v
+        }
+        return Int(t)
     }
 }
 
@@ -157,7 +177,7 @@ struct YAMLReader {
     func duration(_ node: Node, at path: String) throws -> Duration {
         let s = try string(node, at: path)
         guard let d = DataMap.parseDuration(s) else {
-            throw error(path, "is '\(s)', which is not a duration", line: node.mark, fix: "Write it as 500ms, 30s, 5m, 2h or 7d.")
+            throw error(path, "is '\(s)', which is not a duration", line: node.mark, fix: "Write it as 500ms, 30s, 5m, 2h or 7d (at most 100 years).")
         }
         return d
     }

@@ -84,6 +84,11 @@ public struct VectorIndexSpec: Sendable, Hashable, Codable {
 public enum FieldType: String, Sendable, Hashable, CaseIterable, Codable {
     case string, integer, number, boolean, timestamp, json
 
+    /// The numbers a timestamp field takes: seconds since 1970 within about 3,000 years of it, which every engine's
+    /// timestamp type holds (PostgreSQL's microseconds since 2000 overflow near 9.2e12 s). Epoch milliseconds
+    /// (1.7e12 today) are outside it, on purpose: they would be read as the year 55,000.
+    public static let epochSeconds: ClosedRange<Double> = -1e11...1e11
+
     /// Whether a JSON value fits this type (null always fits; nullability is checked separately).
     public func accepts(_ value: JSON) -> Bool {
         switch (self, value) {
@@ -92,7 +97,8 @@ public enum FieldType: String, Sendable, Hashable, CaseIterable, Codable {
         case (.integer, .number(let d)): d.rounded() == d
         case (.number, .number): true
         case (.boolean, .bool): true
-        case (.timestamp, .number), (.timestamp, .string): true
+        case (.timestamp, .number(let d)): Self.epochSeconds.contains(d)
+        case (.timestamp, .string): true
         default: false
         }
     }

@@ -59,13 +59,8 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
 
     static func intOption(_ spec: EngineSpec, _ name: String, default value: Int) throws -> Int {
         guard let text = spec.options[name] else { return value }
-        let t = text.uppercased().replacingOccurrences(of: "IB", with: "B")
-        let scales: [(String, Int)] = [("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("K", 1000), ("M", 1_000_000)]
-        for (suffix, scale) in scales where t.hasSuffix(suffix) {
-            if let n = Int(t.dropLast(suffix.count)), n > 0 { return n * scale }
-        }
-        guard let n = Int(t), n > 0 else {
-            throw PolyglotError(.invalidDataMap, "Engine '\(spec.name)': option \(name) is '\(text)', which is not a positive size.",
+        guard let n = DataMap.parseSize(text), n > 0 else {
+            throw PolyglotError(.invalidDataMap, "Engine '\(spec.name)': option \(name) is '\(text)', which is not a positive size (or does not fit 64 bits).",
                                 fix: "Write a positive whole number, optionally with KB, MB or GB.")
         }
         return n

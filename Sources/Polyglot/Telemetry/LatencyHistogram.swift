@@ -79,7 +79,7 @@ public struct LatencyHistogram: Sendable, Hashable {
         let rank = max(1, UInt64((p / 100 * Double(totalCount)).rounded(.up)))
         var seen: UInt64 = 0
         for i in counts.indices where counts[i] != 0 {
-            seen += counts[i]
+            seen &+= counts[i]
             if seen >= rank { return min(LatencyHistogram.representative(i), maxValue) }
         }
         return maxValue
@@ -103,7 +103,10 @@ public struct LatencyHistogram: Sendable, Hashable {
             let kv = pair.split(separator: ":")
             guard kv.count == 2, let i = Int(kv[0]), let c = UInt64(kv[1]), counts.indices.contains(i) else { return nil }
             counts[i] = c
-            totalCount += c
+            // A corrupt or hostile row must not trap the reader (the advisor reads these from the telemetry store).
+            let (total, overflow) = totalCount.addingReportingOverflow(c)
+            guard !overflow else { return nil }
+            totalCount = total
         }
         minValue = totalCount == 0 ? .max : lo
         maxValue = hi

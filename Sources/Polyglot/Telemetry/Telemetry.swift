@@ -33,7 +33,8 @@ public struct OperationStats: Sendable, Hashable {
     }
 
     public mutating func merge(_ o: OperationStats) {
-        count += o.count; errors += o.errors; rows += o.rows; bytes += o.bytes
+        // Wrapping, not trapping: merged records come from the telemetry store, which a bad row must not crash.
+        count &+= o.count; errors &+= o.errors; rows &+= o.rows; bytes &+= o.bytes
         latency.merge(o.latency)
     }
 }
@@ -64,10 +65,10 @@ public struct TelemetrySnapshot: Sendable {
     public struct Entry: Sendable, Hashable {
         public var key: OperationKey
         public var stats: OperationStats
-        public var p50: Duration { .nanoseconds(Int64(stats.latency.percentile(50))) }
-        public var p95: Duration { .nanoseconds(Int64(stats.latency.percentile(95))) }
-        public var p99: Duration { .nanoseconds(Int64(stats.latency.percentile(99))) }
-        public var max: Duration { .nanoseconds(Int64(stats.latency.maxValue)) }
+        public var p50: Duration { .nanoseconds(Int64(clamping: stats.latency.percentile(50))) }
+        public var p95: Duration { .nanoseconds(Int64(clamping: stats.latency.percentile(95))) }
+        public var p99: Duration { .nanoseconds(Int64(clamping: stats.latency.percentile(99))) }
+        public var max: Duration { .nanoseconds(Int64(clamping: stats.latency.maxValue)) }
     }
     public var takenAt: Date
     public var entries: [Entry]

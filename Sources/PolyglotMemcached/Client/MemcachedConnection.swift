@@ -192,10 +192,3 @@ final class MemcachedConnection: Sendable {
         try? await channel.close()
     }
 }
-
-extension TimeAmount {
-    init(_ d: Duration) {
-        let (s, atto) = d.components
-        self = .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
-    }
-}

@@ -111,6 +111,8 @@ struct MemcachedResponseParser {
     private var lines: [String] = []
     /// The longest line accepted without a line ending; a longer run means the stream is not memcached's.
     static let maxLineBytes = 64 * 1024
+    /// The largest data block a reply may announce: memcached's `-I` item size limit cannot exceed 1 GiB.
+    static let maxItemBytes = 1 << 30
 
     init() {}
 
@@ -193,6 +195,11 @@ struct MemcachedResponseParser {
 
     /// `size` data bytes after `offset`, followed by `\r\n`, or nil when not all have arrived.
     private static func block(_ buffer: ByteBuffer, at offset: Int, size: Int) throws(MemcachedError) -> Data? {
+        // memcached's item size limit (-I) is at most 1 GiB; a larger size is a broken or hostile reply, which would
+        // otherwise overflow the sums below (a trap) or wait for ever for data that never comes.
+        guard size <= maxItemBytes else {
+            throw MemcachedError(.protocolViolation, "memcached announced a data block of \(size) bytes, above the 1 GiB any item can have")
+        }
         guard buffer.readableBytes >= offset + size + 2 else { return nil }
         let view = buffer.readableBytesView
         let start = view.startIndex + offset
