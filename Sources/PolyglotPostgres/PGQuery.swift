@@ -28,18 +28,29 @@ struct PGQuery {
         return "$\(count)"
     }
 
-    /// Binds a date, or records an encoding error for one PostgresNIO would trap on (its microseconds since 2000
-    /// must fit an Int64); the range is `FieldType.epochSeconds`, the timestamps Polyglot accepts anywhere.
+    /// The dates PostgresNIO can encode without trapping (its microseconds since 2000 must fit an Int64) that a
+    /// timestamptz holds (4713 BC to 294276 AD), in seconds since 1970.
+    static let dateRange: ClosedRange<Double> = -210_866_803_200 ... 9_214_646_400_000
+
+    /// Binds a date, or records an encoding error for one outside ``dateRange`` (PostgresNIO would trap on it).
     mutating func bind(_ value: Date) -> String {
-        guard FieldType.epochSeconds.contains(value.timeIntervalSince1970) else {
-            count += 1
-            if encodingError == nil {
-                encodingError = (count, PolyglotError(.invalidArgument, "the time \(value.timeIntervalSince1970) s since 1970 is beyond what a timestamp holds"))
-            }
-            binds.appendNull()
-            return "$\(count)"
-        }
+        guard Self.dateRange.contains(value.timeIntervalSince1970) else { return refuse(value) }
         return encode(value)
+    }
+
+    /// Binds dates (a time series' samples) as an array, checked like one date.
+    mutating func bind(_ values: [Date]) -> String {
+        if let bad = values.first(where: { !Self.dateRange.contains($0.timeIntervalSince1970) }) { return refuse(bad) }
+        return encode(values)
+    }
+
+    private mutating func refuse(_ date: Date) -> String {
+        count += 1
+        if encodingError == nil {
+            encodingError = (count, PolyglotError(.invalidArgument, "the time \(date.timeIntervalSince1970) s since 1970 is outside PostgreSQL's timestamp range (4713 BC to 294276 AD)"))
+        }
+        binds.appendNull()
+        return "$\(count)"
     }
 
     mutating func bindNull() -> String {
@@ -55,7 +66,7 @@ struct PGQuery {
         get throws {
             if let (placeholder, error) = encodingError {
                 throw PolyglotError(.invalidArgument, "A value for PostgreSQL could not be encoded (parameter $\(placeholder)): \(error). Nothing was sent.",
-                                    fix: "Pass a value PostgreSQL can store (finite numbers, valid UTF-8 text).")
+                                    fix: "Pass a value PostgreSQL can store (finite numbers, valid UTF-8 text, dates within its timestamp range).")
             }
             return PostgresQuery(unsafeSQL: sql, binds: binds)
         }

@@ -141,7 +141,11 @@ func unexpected(_ reply: RESPValue, _ command: String) -> RedisError {
 
 func milliseconds(_ ttl: Duration, _ command: String) throws(RedisError) -> Int64 {
     let (s, atto) = ttl.components
-    let ms = s * 1000 + atto / 1_000_000_000_000_000
+    guard s < Int64.max / 1000 else {
+        throw RedisError(.invalidArgument, "\(command): a time to live of \(ttl) does not fit Redis's 64-bit milliseconds.",
+                         fix: "Give a time to live of at most a few hundred million years, or none.")
+    }
+    let ms = s < 0 ? 0 : s * 1000 + atto / 1_000_000_000_000_000
     guard ms > 0 else {
         throw RedisError(.invalidArgument, "\(command): a time to live of \(ttl) is not positive (Redis counts whole milliseconds).",
                          fix: "Give a time to live of at least 1 millisecond, or none.")

@@ -25,8 +25,11 @@ struct RedisKeyValueStore: KeyValueStore {
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {
-        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
-        return max(1, ms)
+        // Saturating: a Duration near Int64.max seconds must not trap (the facade refuses over 100 years anyway).
+        let (s, atto) = d.components
+        guard s >= 0 else { return 1 }
+        guard s < Int64.max / 1000 else { return Int64.max }
+        return max(1, s * 1000 + atto / 1_000_000_000_000_000)
     }
 
     func get(_ key: String) async throws -> Data? {

@@ -257,8 +257,8 @@ public final class HNSWIndex: Sendable {
         try validate(query, role: "query vector")
         try checkK(k)
         let efValue = ef ?? configuration.efSearch
-        guard efValue >= 1 else {
-            throw PolyglotError(.invalidArgument, "ef = \(efValue); it must be at least 1.",
+        guard (1...HNSWConfiguration.maxEf).contains(efValue) else {
+            throw PolyglotError(.invalidArgument, "ef = \(efValue); it must be 1...\(HNSWConfiguration.maxEf).",
                                 fix: "Pass ef of at least k (for example 64), or omit it to use configuration.efSearch.")
         }
         return lock.withReadLock {

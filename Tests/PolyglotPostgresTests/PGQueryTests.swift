@@ -34,4 +34,20 @@ private struct Unencodable: PostgresEncodable {
         ok.sql = "SELECT \(ok.bind("x"))"
         #expect(try ok.query.binds.count == 1)
     }
+
+    /// PostgresNIO's Date encoding traps beyond Int64 microseconds since 2000; PGQuery refuses such dates (one or in
+    /// an array, as a time series' append binds them) and keeps the whole timestamptz range up to year 9999 and far beyond.
+    @Test func datesOutsideWhatPostgreSQLHoldsFailTheQueryInsteadOfTrapping() throws {
+        for seconds in [1e13, -1e13, 1e300] {
+            var one = PGQuery()
+            one.sql = "SELECT \(one.bind(Date(timeIntervalSince1970: seconds)))"
+            #expect(throws: PolyglotError.self, "\(seconds)") { _ = try one.query }
+            var many = PGQuery()
+            many.sql = "SELECT \(many.bind([Date(), Date(timeIntervalSince1970: seconds)]))"
+            #expect(throws: PolyglotError.self, "array with \(seconds)") { _ = try many.query }
+        }
+        var ok = PGQuery()
+        ok.sql = "SELECT \(ok.bind(Date(timeIntervalSince1970: 253_402_300_799))), \(ok.bind([Date(timeIntervalSince1970: -62_135_596_800), Date(timeIntervalSince1970: 9e12)]))"
+        #expect(try ok.query.binds.count == 2, "9999-12-31, year 1 and 9e12 s are timestamps PostgreSQL holds")
+    }
 }

@@ -328,3 +328,41 @@ struct Product: Codable, Sendable, Equatable {
         try await db.close()
     }
 }
+
+/// Times and lengths far outside any calendar are refused with a message, before an engine turns them into integer
+/// milli- or microseconds (which overflow and trap). `Date.distantPast`/`distantFuture` (years 1 and 4001) stay valid.
+@Suite struct TimeRangeTests {
+    @Test func timesBeyondTheCalendarAreRefusedAndNothingIsWritten() async throws {
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: ":memory:")],
+                          datasets: [DatasetSpec(name: "ts", model: .timeSeries, engine: "primary"),
+                                     DatasetSpec(name: "docs", model: .documents, engine: "primary", fields: [FieldSpec("at", .timestamp)])])
+        let db = try await Polyglot(map: map, registry: .embedded)
+        let ts = try db.timeSeries("ts")
+        for seconds in [1e13, -1e13, 1e300] {
+            await #expect(throws: PolyglotError.self, "append at \(seconds)") {
+                try await ts.append([Sample(series: "s", time: Date(), value: 1), Sample(series: "s", time: Date(timeIntervalSince1970: seconds), value: 2)])
+            }
+            await #expect(throws: PolyglotError.self, "range to \(seconds)") { _ = try await ts.range("s", from: Date(), to: Date(timeIntervalSince1970: seconds)) }
+        }
+        await #expect(throws: PolyglotError.self) { _ = try await ts.aggregate("s", from: .distantPast, to: .distantFuture, bucket: .seconds(Int64.max)) }
+        #expect(try await ts.range("s", from: .distantPast, to: .distantFuture).isEmpty, "a refused append wrote nothing")
+        // A document's timestamp given in milliseconds, and a filter comparing with one, are told so.
+        let docs = try db.documents("docs")
+        do {
+            _ = try await docs.put("a", ["at": .number(1.7e12)])
+            Issue.record("a timestamp in milliseconds was stored")
+        } catch let e as PolyglotError {
+            #expect(e.code == .invalidArgument && e.fix?.contains("milliseconds") == true, "\(e)")
+        }
+        do {
+            _ = try await docs.query(.compare(FieldPath("at"), .greater, .number(1.7e12)))
+            Issue.record("a filter with a timestamp in milliseconds was accepted")
+        } catch let e as PolyglotError {
+            #expect(e.code == .invalidFilter && e.fix?.contains("milliseconds") == true, "\(e)")
+        }
+        _ = try await docs.put("b", ["at": .number(1.7e9)])
+        _ = try await docs.put("c", ["at": .string("9999-12-31T23:59:59Z")])
+        #expect(try await docs.count() == 2)
+        try await db.close()
+    }
+}

@@ -71,7 +71,8 @@ import Testing
         #expect(DataMap.parseSize("4096") == 4096)
         #expect(DataMap.parseSize("64KB") == 64 << 10 && DataMap.parseSize("64 KiB") == 64 << 10)
         #expect(DataMap.parseSize("4mb") == 4 << 20 && DataMap.parseSize("1GB") == 1 << 30 && DataMap.parseSize("512B") == 512)
-        #expect(DataMap.parseSize("100K") == 100_000 && DataMap.parseSize("2M") == 2_000_000)
+        #expect(DataMap.parseSize("100K", counts: true) == 100_000 && DataMap.parseSize("2M", counts: true) == 2_000_000)
+        #expect(DataMap.parseSize("100K") == nil && DataMap.parseSize("2MB", counts: true) == nil, "K/M are counts, KB/MB bytes")
         #expect(DataMap.parseSize("10000000000GB") == nil && DataMap.parseSize("lots") == nil && DataMap.parseSize("KB") == nil)
         #expect(throws: PolyglotError.self) { try MemoryEngine(spec: EngineSpec(name: "c", kind: "memory", options: ["maxBytes": "10000000000GB"])) }
     }

@@ -326,6 +326,7 @@ public struct TimeSeriesCollection: Sendable {
             if !s.value.isFinite {
                 throw PolyglotError(.invalidArgument, "Time series '\(name)': sample of '\(s.series)' has value \(s.value).", fix: "Append finite numbers only.")
             }
+            try checkTime(s.time, "the sample of '\(s.series)'")
         }
         try runtime.checkWrite()
         let store = self.store
@@ -333,6 +334,7 @@ public struct TimeSeriesCollection: Sendable {
     }
 
     public func range(_ series: String, from: Date, to: Date, limit: Int? = nil) async throws -> [Sample] {
+        try checkTime(from, "from"); try checkTime(to, "to")
         let store = self.store
         return try await runtime.measureScan("range", filter: nil, { try await store.range(series, from: from, to: to, limit: limit) },
                                              returned: { $0.count }, size: { ($0.count, 0) })
@@ -342,9 +344,22 @@ public struct TimeSeriesCollection: Sendable {
         if bucket < .milliseconds(1) {
             throw PolyglotError(.invalidArgument, "Bucket width \(bucket) is too small.", fix: "Use a bucket of at least 1ms, e.g. .seconds(60).")
         }
+        if bucket > DataMap.longestDuration {
+            throw PolyglotError(.invalidArgument, "Bucket width \(bucket) is longer than 100 years.", fix: "Use a bucket of at most 100 years, e.g. .seconds(86_400).")
+        }
+        try checkTime(from, "from"); try checkTime(to, "to")
         let store = self.store
         return try await runtime.measureScan("aggregate", filter: nil, { try await store.aggregate(series, from: from, to: to, bucket: bucket) },
                                              returned: { $0.count }, size: { ($0.count, 0) })
+    }
+
+    /// Times are seconds since 1970 within `FieldType.epochSeconds` (engines convert them to integer micro- and
+    /// milliseconds, which overflow far beyond it).
+    private func checkTime(_ t: Date, _ what: String) throws {
+        guard FieldType.epochSeconds.contains(t.timeIntervalSince1970) else {
+            throw PolyglotError(.invalidArgument, "Time series '\(name)': \(what) is at \(t.timeIntervalSince1970) s since 1970, outside the ±1e11 s a time can be.",
+                                fix: "Pass a date within a few thousand years of now (Date(timeIntervalSince1970:) takes seconds, not milliseconds).")
+        }
     }
 
     /// Deletes samples older than the dataset's `retention:`; returns how many were deleted.

@@ -51,11 +51,11 @@ extension DataMap {
                 problem(.missingCapability, "\(at) is a \(ds.model.rawValue) dataset, but engine '\(engine.name)' (\(engine.kind)) cannot hold \(ds.model.rawValue).",
                         fix: able.isEmpty ? "Add an engine that supports \(ds.model.rawValue), e.g. kind sqlite." : "Move it to one of: \(able.joined(separator: ", ")).")
             }
-            if let ttl = ds.ttl, ttl <= .zero {
-                problem("\(at) has ttl \(ttl), which is not positive.", fix: "Use a positive duration such as 30s or 15m, or remove `ttl:`.")
+            if let ttl = ds.ttl, ttl <= .zero || ttl > DataMap.longestDuration {
+                problem("\(at) has ttl \(ttl), which is not positive or is longer than 100 years.", fix: "Use a positive duration such as 30s or 15m, or remove `ttl:`.")
             }
-            if let r = ds.retention, r <= .zero {
-                problem("\(at) has retention \(r), which is not positive.", fix: "Use a positive duration such as 7d, or remove `retention:`.")
+            if let r = ds.retention, r <= .zero || r > DataMap.longestDuration {
+                problem("\(at) has retention \(r), which is not positive or is longer than 100 years.", fix: "Use a positive duration such as 7d, or remove `retention:`.")
             }
             if ds.ttl != nil, ds.model != .keyValue {
                 problem("\(at) sets `ttl:`, which only key-value datasets use.", fix: "Remove it, or put a cache projection with a ttl on the dataset.")
@@ -190,8 +190,8 @@ extension DataMap {
         }
         switch p.kind {
         case .cache:
-            if let ttl = p.ttl, ttl <= .zero {
-                problem(PolyglotError(.invalidDataMap, "\(at) has ttl \(ttl), which is not positive.", fix: "Use a positive duration such as 5m."))
+            if let ttl = p.ttl, ttl <= .zero || ttl > DataMap.longestDuration {
+                problem(PolyglotError(.invalidDataMap, "\(at) has ttl \(ttl), which is not positive or is longer than 100 years.", fix: "Use a positive duration such as 5m."))
             }
             if !(0...0.5).contains(p.jitter) {
                 problem(PolyglotError(.invalidDataMap, "\(at) has jitter \(p.jitter); it must be between 0 and 0.5.", fix: "Use e.g. 0.1 (±10% of the ttl)."))

@@ -95,12 +95,12 @@ extension DataMap {
         return Int64(exactly: (seconds * 1000).rounded()).map { .milliseconds($0) }
     }
 
-    /// Parses a size: a whole number, optionally with `B`, `KB`, `MB` or `GB` (binary multiples; `KiB` and so on
-    /// too) or `K`/`M` (thousands, millions: `100K` entries). Nil for anything else, and when the result would not fit
-    /// an `Int`.
-    public static func parseSize(_ text: String) -> Int? {
+    /// Parses a size in bytes: a whole number, optionally with `B`, `KB`, `MB` or `GB` (binary multiples; `KiB` and
+    /// so on too). With `counts`, a number of things instead, optionally with `K` or `M` (thousands, millions:
+    /// `100K` entries). Nil for anything else, and when the result would not fit an `Int`.
+    public static func parseSize(_ text: String, counts: Bool = false) -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: "IB", with: "B")
-        let scales: [(String, Int)] = [("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1), ("K", 1000), ("M", 1_000_000)]
+        let scales: [(String, Int)] = counts ? [("K", 1000), ("M", 1_000_000)] : [("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)]
         for (suffix, scale) in scales where t.hasSuffix(suffix) {
             guard let n = Int(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) else { return nil }
             let (v, overflow) = n.multipliedReportingOverflow(by: scale)
@@ -154,6 +154,14 @@ struct YAMLReader {
             throw error(path, "must be a whole number", line: node.mark)
         }
         return i
+    }
+
+    /// A number of bytes, optionally with KB, MB or GB (`DataMap.parseSize`).
+    func size(_ node: Node, at path: String) throws -> Int {
+        guard let s = node.scalar?.string, let n = DataMap.parseSize(s) else {
+            throw error(path, "must be a number of bytes, optionally with KB, MB or GB", line: node.mark, fix: "Write it as 4096, 64KB or 1MB.")
+        }
+        return n
     }
 
     func bool(_ node: Node, at path: String) throws -> Bool {
@@ -250,8 +258,8 @@ struct YAMLReader {
         if let v = m["metric"] { spec.metric = try choice(v, VectorMetric.self, at: "\(path).metric") }
         if let v = m["ttl"] { spec.ttl = try duration(v, at: "\(path).ttl") }
         if let v = m["retention"] { spec.retention = try duration(v, at: "\(path).retention") }
-        if let v = m["maxKeyBytes"] { spec.maxKeyBytes = try int(v, at: "\(path).maxKeyBytes") }
-        if let v = m["maxValueBytes"] { spec.maxValueBytes = try int(v, at: "\(path).maxValueBytes") }
+        if let v = m["maxKeyBytes"] { spec.maxKeyBytes = try size(v, at: "\(path).maxKeyBytes") }
+        if let v = m["maxValueBytes"] { spec.maxValueBytes = try size(v, at: "\(path).maxValueBytes") }
         if let v = m["index"] { spec.index = try vectorIndex(v, at: "\(path).index") }
         if let v = m["capture"] { spec.capture = try bool(v, at: "\(path).capture") }
         if let v = m["projections"] {

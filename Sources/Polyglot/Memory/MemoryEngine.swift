@@ -52,16 +52,17 @@ public final class MemoryEngine: Engine, EngineFactory, CacheBackend {
 
     public init(spec: EngineSpec) throws {
         self.spec = spec
-        let maxEntries = try MemoryEngine.intOption(spec, "maxEntries", default: 100_000)
-        let maxBytes = try MemoryEngine.intOption(spec, "maxBytes", default: 64 << 20)
+        let maxEntries = try MemoryEngine.intOption(spec, "maxEntries", default: 100_000, counts: true)
+        let maxBytes = try MemoryEngine.intOption(spec, "maxBytes", default: 64 << 20, counts: false)
         lru = Mutex(LRUStore(maxEntries: maxEntries, maxBytes: maxBytes))
     }
 
-    static func intOption(_ spec: EngineSpec, _ name: String, default value: Int) throws -> Int {
+    /// A positive whole option: a count (`counts`, optionally with K or M) or a number of bytes (with KB, MB or GB).
+    static func intOption(_ spec: EngineSpec, _ name: String, default value: Int, counts: Bool) throws -> Int {
         guard let text = spec.options[name] else { return value }
-        guard let n = DataMap.parseSize(text), n > 0 else {
-            throw PolyglotError(.invalidDataMap, "Engine '\(spec.name)': option \(name) is '\(text)', which is not a positive size (or does not fit 64 bits).",
-                                fix: "Write a positive whole number, optionally with KB, MB or GB.")
+        guard let n = DataMap.parseSize(text, counts: counts), n > 0 else {
+            throw PolyglotError(.invalidDataMap, "Engine '\(spec.name)': option \(name) is '\(text)', which is not a positive \(counts ? "count" : "size") (or does not fit 64 bits).",
+                                fix: counts ? "Write a positive whole number, optionally with K or M (thousands, millions)." : "Write a positive whole number of bytes, optionally with KB, MB or GB.")
         }
         return n
     }
