@@ -155,7 +155,10 @@ struct PGFilter {
             case (.string, .string(let s)): return "\(column) \(sqlOp) \(q.bind(s))"
             case (.integer, .number(let d)), (.number, .number(let d)): return "\(column) \(sqlOp) \(q.bind(d))"
             case (.boolean, .bool(let b)): return "\(column) \(sqlOp) \(q.bind(b))"
-            case (.timestamp, .number(let d)): return "\(column) \(sqlOp) \(q.bind(d))"
+            // A time as a number or ISO text, compared as a timestamptz (a float8 operand did not compare at all).
+            case (.timestamp, .number), (.timestamp, .string):
+                guard let seconds = Timestamp.seconds(value) else { return "FALSE" }
+                return "\(column) \(sqlOp) \(q.bind(Date(timeIntervalSince1970: seconds)))"
             case (.json, _): return "\(column) \(sqlOp) \(q.bindJSON(value))"
             default: return "FALSE"
             }

@@ -4,21 +4,8 @@ import PostgresNIO
 
 /// Conversions between JSON values and PostgreSQL cells.
 enum PGValue {
-    nonisolated(unsafe) static let iso: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
-    static let isoLock = NSLock()
-
-    static func isoString(_ d: Date) -> String { isoLock.withLock { iso.string(from: d) } }
-    static func parseISO(_ s: String) -> Date? {
-        isoLock.withLock {
-            if let d = iso.date(from: s) { return d }
-            let plain = ISO8601DateFormatter()
-            return plain.date(from: s)
-        }
-    }
+    /// Timestamps read back as ISO 8601 text in UTC with milliseconds, as on every engine (`Timestamp`).
+    static func isoString(_ d: Date) -> String { Timestamp.text(d) }
 
     /// A cell as JSON: numbers, strings, booleans, JSON; timestamps as ISO 8601 text; bytea as base64.
     static func json(_ cell: PostgresCell) throws -> JSON {
@@ -65,11 +52,10 @@ enum PGValue {
         case (.integer, .number(let d)) where d.rounded() == d && d >= -9_223_372_036_854_775_808 && d < 9_223_372_036_854_775_808: return q.bind(Int64(d))
         case (.number, .number(let d)): return q.bind(d)
         case (.boolean, .bool(let b)): return q.bind(b)
-        // Only seconds a timestamptz holds (PostgresNIO's Date encoding traps on microseconds beyond Int64).
-        case (.timestamp, .number(let d)) where FieldType.epochSeconds.contains(d): return q.bind(Date(timeIntervalSince1970: d))
-        case (.timestamp, .string(let s)):
-            guard let d = parseISO(s) else { break }
-            return q.bind(d)
+        // Seconds or ISO text within `FieldType.epochSeconds` (PostgresNIO's Date encoding traps far beyond it).
+        case (.timestamp, .number), (.timestamp, .string):
+            guard let seconds = Timestamp.seconds(v) else { break }
+            return q.bind(Date(timeIntervalSince1970: seconds))
         case (.json, _): return q.bindJSON(v)
         default: break
         }

@@ -8,8 +8,8 @@ struct SQLFilter {
     enum Target {
         /// JSON stored in a column (documents' `body`, vectors' `metadata`), possibly behind a table alias.
         case json(column: String)
-        /// Real table columns.
-        case columns(booleans: Set<String>)
+        /// Real table columns; `timestamps` hold seconds since 1970, so a time given as ISO text is compared as one.
+        case columns(timestamps: Set<String>)
     }
 
     let target: Target
@@ -65,6 +65,12 @@ struct SQLFilter {
     }
 
     private mutating func comparison(_ path: FieldPath, _ op: Comparison, _ value: JSON) -> String {
+        var value = value
+        if case .columns(let timestamps) = target, timestamps.contains(path.description) {
+            // Filters are checked before translation, so the operand is a time; a stray one matches nothing.
+            guard let seconds = Timestamp.seconds(value) else { return "0" }
+            value = .number(seconds)
+        }
         let sqlOp = op.sqlOperator
         let test = "\(expression(path)) \(sqlOp) \(bind(value))"
         if let guardSQL = typeGuard(path, value) { return "(\(guardSQL) AND \(test))" }

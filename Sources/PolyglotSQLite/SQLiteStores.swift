@@ -294,7 +294,7 @@ struct SQLiteTableStore: TableStore {
     let engine: SQLiteEngine
     let spec: DatasetSpec
     var table: String { q(spec.name) }
-    var booleans: Set<String> { Set(spec.fields.filter { $0.type == .boolean }.map(\.name)) }
+    var timestamps: Set<String> { Set(spec.fields.filter { $0.type == .timestamp }.map(\.name)) }
 
     func decode(_ row: [String: SQLValue]) throws -> Row {
         var out: Row = [:]
@@ -304,6 +304,9 @@ struct SQLiteTableStore: TableStore {
             case (_, .null): out[f.name] = .null
             case (.boolean, _): out[f.name] = .bool((v.int ?? 0) != 0)
             case (.json, .text(let s)): out[f.name] = try JSON(parsing: s)
+            // Seconds since 1970, as PostgreSQL's tables read; ISO text stored before writes were normalized, too.
+            case (.timestamp, .integer), (.timestamp, .real): out[f.name] = .number(v.double ?? 0)
+            case (.timestamp, .text(let s)): out[f.name] = Timestamp.parse(s).map { .number($0.timeIntervalSince1970) } ?? .string(s)
             default: out[f.name] = v.json
             }
         }
@@ -323,7 +326,13 @@ struct SQLiteTableStore: TableStore {
                 }
                 try c.run(sql, spec.fields.map { f in
                     let v = row[f.name] ?? .null
-                    return f.type == .json && v != .null ? .text(v.text) : SQLValue(v)
+                    if v == .null { return .null }
+                    switch f.type {
+                    case .json: return .text(v.text)
+                    // Checked before the write (`Timestamp.seconds` accepts it), so this is a time.
+                    case .timestamp: return Timestamp.seconds(v).map { .real($0) } ?? SQLValue(v)
+                    default: return SQLValue(v)
+                    }
                 })
             }
             return engine.token(last)
@@ -336,7 +345,7 @@ struct SQLiteTableStore: TableStore {
     }
 
     func select(_ filter: Filter, sort: [SortKey], limit: Int?) async throws -> [Row] {
-        var f = SQLFilter(.columns(booleans: booleans))
+        var f = SQLFilter(.columns(timestamps: timestamps))
         var sql = "SELECT * FROM \(table) WHERE \(try f.translate(filter))" + f.orderBy(sort, tiebreak: q(spec.primaryKey ?? "rowid"))
         var binds = f.binds
         if let limit { sql += " LIMIT ?"; binds.append(.integer(Int64(limit))) }
@@ -344,14 +353,14 @@ struct SQLiteTableStore: TableStore {
     }
 
     func count(_ filter: Filter) async throws -> Int {
-        var f = SQLFilter(.columns(booleans: booleans))
+        var f = SQLFilter(.columns(timestamps: timestamps))
         let sql = "SELECT count(*) FROM \(table) WHERE \(try f.translate(filter))"
         let binds = f.binds
         return try engine.read { c in Int(try c.query(sql, binds).first?.first?.int ?? 0) }
     }
 
     func delete(_ filter: Filter) async throws -> Int {
-        var f = SQLFilter(.columns(booleans: booleans))
+        var f = SQLFilter(.columns(timestamps: timestamps))
         let sql = "DELETE FROM \(table) WHERE \(try f.translate(filter)) RETURNING \(q(spec.primaryKey ?? ""))"
         let binds = f.binds
         return try await engine.write { c in

@@ -248,7 +248,38 @@ extension ConformanceSuite {
                        primaryKey: "id")] }
     }
 
+    static func events() -> @Sendable () -> [DatasetSpec] {
+        { [DatasetSpec(name: "events", model: .table, engine: "subject",
+                       fields: [FieldSpec("id", .integer, nullable: false), FieldSpec("at", .timestamp)], primaryKey: "id")] }
+    }
+
     public static let tableChecks: [ConformanceCheck] = [
+        ConformanceCheck(.table, "timestamp columns take seconds or ISO text, read back as seconds, and compare as times", datasets: events()) { db in
+            let t = try db.table("events")
+            // 1.7e9 s is 2023-11-14T22:13:20Z.
+            try await t.upsert([
+                ["id": 1, "at": 1.7e9],
+                ["id": 2, "at": "2023-11-14T22:13:21Z"],
+                ["id": 3, "at": "2023-11-15"],
+                ["id": 4, "at": "2023-11-14T23:13:20.250+01:00"],
+                ["id": 5],
+            ])
+            for (id, seconds) in [(1, 1_700_000_000), (2, 1_700_000_001), (3, 1_700_006_400), (4, 1_700_000_000.25)] as [(Int, Double)] {
+                let at = try await t.get(.number(Double(id)))?["at"]
+                try expect(at == .number(seconds), "row \(id) read back \(String(describing: at)), not \(seconds)")
+            }
+            try expect(try await t.get(5)?["at"] == .null, "a missing timestamp reads as null")
+            let after = try await t.select(.field("at") > 1.7e9, sort: [.ascending("at")])
+            try expect(after.map { $0["id"] } == [4, 2, 3], "at > 1.7e9 sorted by time gave \(after.map { $0["id"] })")
+            let fromText = try await t.select(.field("at") >= "2023-11-14T23:13:21+01:00", sort: [.ascending("id")])
+            try expect(fromText.map { $0["id"] } == [2, 3], "at >= ISO text gave \(fromText.map { $0["id"] })")
+            try expect(try await t.count(.field("at") == "2023-11-14T22:13:20Z") == 1, "equality with ISO text of a row written as seconds")
+            try expect(try await t.count(.field("at") == 1_700_000_001) == 1, "equality with seconds of a row written as ISO text")
+            try await expectError(.invalidArgument, "a timestamp that is not ISO text") { try await t.upsert(["id": 9, "at": "yesterday"]) }
+            try await expectError(.invalidArgument, "a timestamp in milliseconds") { try await t.upsert(["id": 9, "at": 1.7e12]) }
+            try await expectError(.invalidFilter, "a filter with text that is not a time") { _ = try await t.select(.field("at") > "soon") }
+            try expect(try await t.count() == 5, "refused rows were stored")
+        },
         ConformanceCheck(.table, "upsert, get, select, count, delete with typed columns", datasets: orders()) { db in
             let t = try db.table("orders")
             try await t.upsert([

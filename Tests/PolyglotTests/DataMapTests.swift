@@ -164,3 +164,25 @@ import Testing
         #expect(ConformanceSuite.checks(for: target).count == ConformanceSuite.keyValueChecks.count)
     }
 }
+
+@Suite struct TimestampTests {
+    @Test func isoTextWithOffsetsFractionsOrADateAloneParsesToTheSameTimes() throws {
+        #expect(Timestamp.seconds("2023-11-14T22:13:20Z") == 1_700_000_000)
+        #expect(Timestamp.seconds("2023-11-14T23:13:20.250+01:00") == 1_700_000_000.25)
+        #expect(Timestamp.seconds("2023-11-15") == 1_700_006_400)
+        #expect(Timestamp.seconds(.number(1.7e9)) == 1.7e9)
+        #expect(Timestamp.seconds("9999-12-31T23:59:59Z") == 253_402_300_799)
+        #expect(Timestamp.text(seconds: 1_700_000_000.25) == "2023-11-14T22:13:20.250Z")
+    }
+
+    @Test(arguments: ["yesterday", "", "2023-13-01", "14/11/2023", "1700000000", "nan"])
+    func textThatIsNotAnISOTimeIsRefused(_ text: String) {
+        #expect(Timestamp.seconds(.string(text)) == nil)
+    }
+
+    @Test func numbersOutsideTheYears1To9999AreRefused() {
+        for n in [1.7e12, -1e12, .infinity, .nan] { #expect(Timestamp.seconds(.number(n)) == nil, "\(n)") }
+        #expect(Timestamp.seconds(.number(Date.distantPast.timeIntervalSince1970)) != nil, "Date.distantPast works as a bound")
+        #expect(Timestamp.seconds(.bool(true)) == nil)
+    }
+}

@@ -357,7 +357,7 @@ public struct TimeSeriesCollection: Sendable {
     /// milliseconds, which overflow far beyond it).
     private func checkTime(_ t: Date, _ what: String) throws {
         guard FieldType.epochSeconds.contains(t.timeIntervalSince1970) else {
-            throw PolyglotError(.invalidArgument, "Time series '\(name)': \(what) is at \(t.timeIntervalSince1970) s since 1970, outside the ±1e11 s a time can be.",
+            throw PolyglotError(.invalidArgument, "Time series '\(name)': \(what) is at \(t.timeIntervalSince1970) s since 1970, outside the years 1 to 9999.",
                                 fix: "Pass a date within a few thousand years of now (Date(timeIntervalSince1970:) takes seconds, not milliseconds).")
         }
     }

@@ -250,8 +250,8 @@ final class DatasetRuntime: Sendable {
                 }
                 continue
             }
-            if field.type == .timestamp, case .number(let d) = value!, !FieldType.epochSeconds.contains(d) {
-                throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': field '\(field.name)' of '\(key)' is \(value!.text), which is not a timestamp in seconds since 1970 (within ±1e11).",
+            if field.type == .timestamp, Timestamp.seconds(value!) == nil, value!.doubleValue != nil || value!.stringValue != nil {
+                throw PolyglotError(.invalidArgument, "Dataset '\(spec.name)': field '\(field.name)' of '\(key)' is \(value!.text), which is not a timestamp: seconds since 1970 or ISO 8601 text, in the years 1 to 9999.",
                                     fix: "Send seconds since 1970 (divide milliseconds by 1000) or ISO 8601 text such as 2026-11-30T12:00:00Z.")
             }
             if !field.type.accepts(value!) {
@@ -294,8 +294,8 @@ final class DatasetRuntime: Sendable {
                                     : "Filter on a declared field, or add '\(name)' under `fields:` in the data map (that also indexes it).")
         }
         func mismatch(_ p: FieldPath, _ f: FieldSpec, _ got: String) -> PolyglotError {
-            if f.type == .timestamp, got == "a number" {
-                return PolyglotError(.invalidFilter, "Dataset '\(spec.name)': the filter compares timestamp '\(p)' with a number outside ±1e11 seconds since 1970.",
+            if f.type == .timestamp, got == "a number" || got == "a string" {
+                return PolyglotError(.invalidFilter, "Dataset '\(spec.name)': the filter compares timestamp '\(p)' with \(got) that is not a time: seconds since 1970 or ISO 8601 text, in the years 1 to 9999.",
                                      fix: "Compare '\(p)' with seconds since 1970 (divide milliseconds by 1000) or ISO 8601 text.")
             }
             return PolyglotError(.invalidFilter, "Dataset '\(spec.name)': the filter compares '\(p)', declared \(f.type.rawValue), with \(got).",

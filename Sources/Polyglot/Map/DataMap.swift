@@ -84,10 +84,11 @@ public struct VectorIndexSpec: Sendable, Hashable, Codable {
 public enum FieldType: String, Sendable, Hashable, CaseIterable, Codable {
     case string, integer, number, boolean, timestamp, json
 
-    /// The numbers a timestamp field takes: seconds since 1970 within about 3,000 years of it, which every engine's
+    /// The times a timestamp field takes, in seconds since 1970: the years 1 to 9999 of ISO 8601 (from
+    /// `Date.distantPast`, two days before year 1, so that sentinel works as a bound), which every engine's
     /// timestamp type holds (PostgreSQL's microseconds since 2000 overflow near 9.2e12 s). Epoch milliseconds
     /// (1.7e12 today) are outside it, on purpose: they would be read as the year 55,000.
-    public static let epochSeconds: ClosedRange<Double> = -1e11...1e11
+    public static let epochSeconds: ClosedRange<Double> = -62_135_769_600 ... 253_402_300_799.999
 
     /// Whether a JSON value fits this type (null always fits; nullability is checked separately).
     public func accepts(_ value: JSON) -> Bool {
@@ -97,8 +98,7 @@ public enum FieldType: String, Sendable, Hashable, CaseIterable, Codable {
         case (.integer, .number(let d)): d.rounded() == d
         case (.number, .number): true
         case (.boolean, .bool): true
-        case (.timestamp, .number(let d)): Self.epochSeconds.contains(d)
-        case (.timestamp, .string): true
+        case (.timestamp, .number), (.timestamp, .string): Timestamp.seconds(value) != nil
         default: false
         }
     }

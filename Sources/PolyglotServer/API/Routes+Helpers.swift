@@ -74,25 +74,18 @@ extension PolyglotServer {
         return d
     }
 
-    static let isoFractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-    static let isoPlain = Date.ISO8601FormatStyle()
+    static func formatDate(_ d: Date) -> String { Timestamp.text(d) }
 
-    static func formatDate(_ d: Date) -> String { d.formatted(isoFractional) }
-
-    /// An ISO 8601 time or seconds since 1970.
+    /// An ISO 8601 time or seconds since 1970, in the years 1 to 9999 (`Timestamp`).
     static func date(_ text: String, name: String) throws -> Date {
-        if let s = Double(text), s.isFinite, abs(s) < 1e11 { return Date(timeIntervalSince1970: s) }
-        if let d = try? isoFractional.parse(text) { return d }
-        if let d = try? isoPlain.parse(text) { return d }
-        throw Problem.badRequest("bad-time", "'\(name)' must be an ISO 8601 time (2026-11-30T05:00:00Z) or seconds since 1970; it is '\(text)'.")
+        try date(Double(text).map { JSON.number($0) } ?? .string(text), name: name)
     }
 
     static func date(_ json: JSON, name: String) throws -> Date {
-        switch json {
-        case .number(let s) where s.isFinite && abs(s) < 1e11: return Date(timeIntervalSince1970: s)
-        case .string(let t): return try date(t, name: name)
-        default: throw Problem.badRequest("bad-time", "'\(name)' must be an ISO 8601 string or seconds since 1970; it is \(json.typeName).")
+        guard let seconds = Timestamp.seconds(json) else {
+            throw Problem.badRequest("bad-time", "'\(name)' must be an ISO 8601 time (2026-11-30T05:00:00Z) or seconds since 1970, in the years 1 to 9999; it is \(json.text).")
         }
+        return Date(timeIntervalSince1970: seconds)
     }
 
     func spec(_ dataset: String) throws -> DatasetSpec {
