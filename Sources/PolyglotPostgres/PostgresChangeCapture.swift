@@ -415,6 +415,12 @@ final class PostgresCapturedFeed: CapturedChangeFeed {
             } catch let e as PolyglotError where e.code == .notFound {
                 throw PolyglotError(.notFound, "The capture slot \(slot) of '\(consumer)' on '\(engine.spec.name)' does not exist (dropped?): changes made since it was dropped were not captured.",
                                     fix: "Call capturedChanges(of:consumer:) again to make a new slot, then repair the copies from the source (polyglot verify --repair).")
+            } catch let e as PolyglotError where e.message.contains("could not map filenumber") || e.message.contains("could not map filenode") {
+                // PostgreSQL's own decoding fails on a change to some table of the database (any schema) and will fail
+                // the same way on every read: seen when the slot was made while other sessions created tables and
+                // wrote to them (docs/postgres.md, "Limits"). Retrying cannot help; the slot must be replaced.
+                throw PolyglotError(.engineFailure, "PostgreSQL cannot decode the WAL of capture slot \(slot) of '\(consumer)' on '\(engine.spec.name)' (\(e.message)); it will fail the same way on every read.",
+                                    fix: "Drop the slot (dropCapture(consumer: \"\(consumer)\")), open Polyglot again (a new slot starts from now), then repair the copies from the source (polyglot verify --repair). Create capture slots while no other session is creating tables in that database.")
             }
         }
     }
