@@ -188,12 +188,19 @@ public final class PostgresEngine: Engine, EngineFactory {
     func read<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
         try checkOpen()
         if let tx = currentTransaction { try checkAlive(tx.connection); return try await run(body, on: tx.connection) }
-        let client = try await routing.client(for: self)
+        var client = try await routing.client(for: self)
         var attempt = 0
         while true {
             do {
                 return try await client.withConnection { c in try await body(c) }
             } catch {
+                // A replica that has not replayed a migration yet lacks the table, schema or column the primary has
+                // (a fresh schema, the relay's state just after start): that is lag, not a wrong statement.
+                if client !== primary, let state = PostgresEngine.sqlState(error), ["42P01", "3F000", "42703"].contains(state) {
+                    routing.fellBackForSchema(engine: self, sqlState: state)
+                    client = primary
+                    continue
+                }
                 let mapped = PostgresEngine.mapped(error, engine: spec.name, during: "a read")
                 attempt += 1
                 if let e = mapped as? PolyglotError, e.isRetryable, attempt < 3 {

@@ -232,6 +232,15 @@ public final class ReplicaRouting: Sendable {
         return engine.primary
     }
 
+    /// A replica lacked a relation or column (SQLSTATE `sqlState`): it has not replayed a migration yet, and the read
+    /// goes to the primary instead.
+    func fellBackForSchema(engine: PostgresEngine, sqlState: String) {
+        state.withLock { $0.stats.primaryFallbacks += 1; $0.stats.primaryReads += 1 }
+        engine.logger.notice("read served by the primary: a replica has not replayed the schema yet", metadata: [
+            "engine": "\(engine.spec.name)", "sqlState": "\(sqlState)",
+        ])
+    }
+
     private func replayLSN(_ client: PostgresClient, _ engine: PostgresEngine) async throws -> UInt64? {
         try await client.withConnection { c in
             for try await text in try await c.query("SELECT COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text", logger: engine.logger).decode(String.self) {

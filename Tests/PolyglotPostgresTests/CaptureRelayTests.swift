@@ -10,8 +10,8 @@ import Testing
 /// Redis from scripts/services.
 @Suite struct CaptureRelayTests {
     static func map(redis: String) -> DataMap {
-        DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18)),
-                          PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg18)),
+        DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18Capture)),
+                          PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg18Capture)),
                           EngineSpec(name: "cache", kind: "redis", url: redis, options: ["keyPrefix": "cdc\(UInt32.random(in: 0 ... .max)):"])],
                 datasets: [DatasetSpec(name: "orders", model: .table, engine: "primary",
                                        fields: [FieldSpec("id", .string, nullable: false), FieldSpec("customer", .string), FieldSpec("total", .number)],
@@ -40,7 +40,7 @@ import Testing
         let db = try await Polyglot(map: Self.map(redis: redis), registry: registry)
         let schema = try #require(PostgresRelayTests.schemaOf(db, "primary"))
         // Rows from before capture was switched on: the relay's initial snapshot copies them, two per step.
-        try await withRawPostgres(PGServers.pg18) { client in
+        try await withRawPostgres(PGServers.pg18Capture) { client in
             try await rawTransaction(client, ["INSERT INTO \"\(schema)\".orders(id, customer, total) VALUES ('o0', 'Alan Turing', 1), "
                                               + (1...4).map { "('s\($0)', 'Snapshot Person \($0)', \($0))" }.joined(separator: ", ")])
         }
@@ -57,11 +57,11 @@ import Testing
         try await Self.eventually("the analytics snapshot is taken") { try await db.table("orders_analytics").count() == 5 }
 
         // Another service inserts, updates and deletes with plain SQL, outside Polyglot.
-        try await withRawPostgres(PGServers.pg18) { client in
+        try await withRawPostgres(PGServers.pg18Capture) { client in
             try await rawTransaction(client, ["INSERT INTO \"\(schema)\".orders(id, customer, total) VALUES ('o1', 'Ada Lovelace', 12.5), ('o2', 'Grace Hopper', 99)"])
         }
         try await Self.eventually("the inserted rows are searchable") { try await orders.search("lovelace").map(\.id) == ["o1"] }
-        try await withRawPostgres(PGServers.pg18) { client in
+        try await withRawPostgres(PGServers.pg18Capture) { client in
             try await rawTransaction(client, ["UPDATE \"\(schema)\".orders SET customer = 'Ada King' WHERE id = 'o1'",
                                               "DELETE FROM \"\(schema)\".orders WHERE id = 'o2'"])
         }
@@ -85,7 +85,7 @@ import Testing
         try await products.put("p1", ["name": "kettle", "price": 30])
         #expect(try await products.get("p1")?.json()["price"] == .number(30))   // a miss fills the cache
         #expect(try await products.get("p1")?.json()["price"] == .number(30))   // a hit
-        try await withRawPostgres(PGServers.pg18) { client in
+        try await withRawPostgres(PGServers.pg18Capture) { client in
             try await rawTransaction(client, ["UPDATE \"\(schema)\".products SET body = jsonb_set(body, '{price}', '25') WHERE id = 'p1'"])
         }
         try await Self.eventually("the cache no longer serves the old price") { try await products.get("p1")?.json()["price"] == .number(25) }

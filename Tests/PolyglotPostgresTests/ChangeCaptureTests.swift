@@ -44,7 +44,8 @@ struct CaptureFixture: Sendable {
 /// Another service: postgres-nio directly, no Polyglot.
 func withRawPostgres<R: Sendable>(_ url: String, _ body: @Sendable (PostgresClient) async throws -> R) async throws -> R {
     let u = try #require(URLComponents(string: url))
-    let config = PostgresClient.Configuration(host: u.host ?? "127.0.0.1", port: u.port ?? 5432, username: "postgres", password: nil, database: "postgres", tls: .disable)
+    let database = u.path.hasPrefix("/") && u.path.count > 1 ? String(u.path.dropFirst()) : "postgres"
+    let config = PostgresClient.Configuration(host: u.host ?? "127.0.0.1", port: u.port ?? 5432, username: "postgres", password: nil, database: database, tls: .disable)
     let client = PostgresClient(configuration: config)
     return try await withThrowingTaskGroup(of: R?.self) { group in
         group.addTask { await client.run(); return nil }
@@ -104,7 +105,7 @@ func lsnValue(_ s: String?) -> UInt64 {
 @Suite struct PostgresChangeCapture {
     @Test(arguments: ["pg15", "pg18"])
     func writesFromPlainSQLAndThroughPolyglotArriveAsEventsInCommitOrder(_ server: String) async throws {
-        let f = try await CaptureFixture(server == "pg15" ? PGServers.pg15 : PGServers.pg18)
+        let f = try await CaptureFixture(server == "pg15" ? PGServers.pg15Capture : PGServers.pg18Capture)
         let consumer = "basic"
         let feed = try await f.engine.capturedChanges(of: [capturedItems, capturedAccounts], consumer: consumer)
         #expect(f.engine.capabilities.contains(.changeCapture))
@@ -152,7 +153,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     }
 
     @Test func severalChangesOfOneKeyInOneTransactionArriveAsItsLastState() async throws {
-        let f = try await CaptureFixture(PGServers.pg18)
+        let f = try await CaptureFixture(PGServers.pg18Capture)
         let consumer = "coalesced"
         let feed = try await f.engine.capturedChanges(of: [capturedItems, capturedAccounts], consumer: consumer)
         try await withRawPostgres(f.url) { client in
@@ -179,7 +180,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     @Test func updatesThatLeaveALargeDocumentUntouchedStillCarryIt() async throws {
         // A large body is stored out of line (TOAST); an update of another column logs it only because capture sets
         // REPLICA IDENTITY FULL, which logs the old row.
-        let f = try await CaptureFixture(PGServers.pg15)
+        let f = try await CaptureFixture(PGServers.pg15Capture)
         let feed = try await f.engine.capturedChanges(of: [capturedItems], consumer: "toast")
         let big = (0..<2000).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined(separator: "-")
         try await f.db.documents("items").put("big", ["text": .string(big)])
@@ -193,7 +194,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     }
 
     @Test func peekDoesNotConsumeAndAcknowledgeReleasesOnlyWhatWasApplied() async throws {
-        let f = try await CaptureFixture(PGServers.pg18)
+        let f = try await CaptureFixture(PGServers.pg18Capture)
         let consumer = "ack"
         let feed = try await f.engine.capturedChanges(of: [capturedItems], consumer: consumer)
         let items = try f.db.documents("items")
@@ -236,7 +237,7 @@ func lsnValue(_ s: String?) -> UInt64 {
 
     @Test func aWaitingReaderWakesForACapturedCommitAndNotForOtherWrites() async throws {
         let plain = DatasetSpec(name: "plain", model: .documents, engine: "subject")
-        let f = try await CaptureFixture(PGServers.pg15, datasets: [capturedItems, plain])
+        let f = try await CaptureFixture(PGServers.pg15Capture, datasets: [capturedItems, plain])
         let consumer = "waiting"
         let feed = try await f.engine.capturedChanges(of: [capturedItems], consumer: consumer)
         let first = try await feed.changes(after: .start, limit: 10)
@@ -266,7 +267,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     }
 
     @Test func aBatchLimitInsideATransactionDeliversEveryChangeOnce() async throws {
-        let f = try await CaptureFixture(PGServers.pg15)
+        let f = try await CaptureFixture(PGServers.pg15Capture)
         let consumer = "small-batches"
         let feed = try await f.engine.capturedChanges(of: [capturedItems], consumer: consumer)
         try await withRawPostgres(f.url) { client in
@@ -295,7 +296,7 @@ func lsnValue(_ s: String?) -> UInt64 {
         let counters = DatasetSpec(name: "counters", model: .table, engine: "subject",
                                    fields: [FieldSpec("key", .string, nullable: false), FieldSpec("n", .integer), FieldSpec("writer", .integer), FieldSpec("seq", .integer)],
                                    primaryKey: "key", capture: true)
-        let f = try await CaptureFixture(PGServers.pg18, datasets: [counters])
+        let f = try await CaptureFixture(PGServers.pg18Capture, datasets: [counters])
         let consumer = "concurrent"
         let feed = try await f.engine.capturedChanges(of: [counters], consumer: consumer)
         let writers = 6, transactionsPerWriter = 25, keys = 12
@@ -374,7 +375,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     }
 
     @Test func aTransactionOfTenThousandRowsArrivesComplete() async throws {
-        let f = try await CaptureFixture(PGServers.pg18)
+        let f = try await CaptureFixture(PGServers.pg18Capture)
         let consumer = "big"
         let feed = try await f.engine.capturedChanges(of: [capturedItems], consumer: consumer)
         try await withRawPostgres(f.url) { client in
@@ -397,7 +398,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     }
 
     @Test func aMissingTableIsRefusedWithTheFix() async throws {
-        let f = try await CaptureFixture(PGServers.pg15, datasets: [capturedItems])
+        let f = try await CaptureFixture(PGServers.pg15Capture, datasets: [capturedItems])
         let ghost = DatasetSpec(name: "ghost", model: .documents, engine: "subject", capture: true)
         do {
             _ = try await f.engine.capturedChanges(of: [capturedItems, ghost], consumer: "ghost")
@@ -444,7 +445,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     }
 
     @Test func aDroppedSlotIsReportedAndCapturingAgainMakesANewOne() async throws {
-        let f = try await CaptureFixture(PGServers.pg15, datasets: [capturedItems])
+        let f = try await CaptureFixture(PGServers.pg15Capture, datasets: [capturedItems])
         let consumer = "dropped"
         let items = try f.db.documents("items")
         let feed = try await f.engine.capturedChanges(of: [capturedItems], consumer: consumer)
@@ -471,7 +472,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     }
 
     @Test func processesThatCaptureAtOnceShareOneSlotAndPublication() async throws {
-        let f = try await CaptureFixture(PGServers.pg18)
+        let f = try await CaptureFixture(PGServers.pg18Capture)
         // Four engines on the same schema (as four application processes would be) ask for the same consumer at once.
         let others = try await withThrowingTaskGroup(of: Polyglot.self) { group in
             for _ in 0..<3 {
@@ -494,7 +495,7 @@ func lsnValue(_ s: String?) -> UInt64 {
         let tables = try await f.db.sql(on: "subject", "SELECT tablename::text AS t FROM pg_publication_tables WHERE pubname = ? ORDER BY 1", [.string(slot)])
         #expect(tables.compactMap { $0["t"]?.stringValue } == ["accounts", "items"])
         // Another schema, or a long consumer name, gives another valid name.
-        let other = try await CaptureFixture(PGServers.pg18, datasets: [capturedItems])
+        let other = try await CaptureFixture(PGServers.pg18Capture, datasets: [capturedItems])
         let long = String(repeating: "Consumer With Spaces & Ünïcode ", count: 5)
         let names = [try await other.engine.captureSlotName(consumer: "shared"), try await f.engine.captureSlotName(consumer: long)]
         for n in names { #expect(n != slot && n.count <= 63 && n.allSatisfy { $0 == "_" || $0.isLowercase || $0.isNumber }, "\(n)") }

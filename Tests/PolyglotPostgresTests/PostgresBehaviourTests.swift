@@ -314,6 +314,21 @@ func onReplica(_ sql: String) async throws {
         try await db.close()
     }
 
+    /// A replica that has not replayed a migration lacks its tables: a read without a token went there and failed with
+    /// "relation does not exist" (it made `aProjectionReadAfterItsCheckpointDoesNotHitALaggingReplica` flaky, 2 in 9
+    /// runs, reading the relay's state right after start). Such a read now goes to the primary.
+    @Test func aReadOnAReplicaThatHasNotReplayedTheSchemaGoesToThePrimary() async throws {
+        try await withReplayPaused {
+            let db = try await openPostgres(PGServers.pg15, datasets: [docs], options: ["replicas": PGServers.pg15Replica])
+            let pg = try #require(try db.engine("subject") as? PostgresEngine)
+            let d = try db.documents("docs")
+            _ = try await d.put("a", ["name": "v1"])
+            #expect(try await d.count() == 1, "a read without a token, on the primary since the replica has no table yet")
+            #expect(pg.readRouting.primaryFallbacks >= 1, "\(pg.readRouting)")
+            try await db.close()
+        }
+    }
+
     @Test func readsGoToTheReplicaAndTokensGiveReadYourWrites() async throws {
         let db = try await openPostgres(PGServers.pg15, datasets: [docs], options: ["replicas": PGServers.pg15Replica, "replicaWait": "5s"])
         let pg = try #require(try db.engine("subject") as? PostgresEngine)

@@ -10,6 +10,11 @@ enum PGServers {
     static var pg15: String { url("POLYGLOT_TEST_PG15_URL") }
     static var pg15Replica: String { url("POLYGLOT_TEST_PG15_REPLICA_URL") }
     static var pg18: String { url("POLYGLOT_TEST_PG18_URL") }
+    /// A database of its own on pg15 / pg18 for tests that make capture slots: PostgreSQL cannot decode a slot made
+    /// while another session creates tables and writes to them (docs/postgres.md, "Limits"), and the other tests'
+    /// migrations and partitions run in `postgres` all the time.
+    static var pg15Capture: String { url("POLYGLOT_TEST_PG15_CAPTURE_URL") }
+    static var pg18Capture: String { url("POLYGLOT_TEST_PG18_CAPTURE_URL") }
 
     static var registry: EngineRegistry {
         var r = EngineRegistry.builtIn
@@ -39,7 +44,8 @@ let pg18Target = ConformanceTarget(name: "postgres 18 + pgvector", registry: PGS
 @Suite struct PostgresConformance {
     @Test func serversAreRunning() {
         for (name, url) in [("POLYGLOT_TEST_PG15_URL", PGServers.pg15), ("POLYGLOT_TEST_PG18_URL", PGServers.pg18),
-                            ("POLYGLOT_TEST_PG15_REPLICA_URL", PGServers.pg15Replica)] {
+                            ("POLYGLOT_TEST_PG15_REPLICA_URL", PGServers.pg15Replica),
+                            ("POLYGLOT_TEST_PG15_CAPTURE_URL", PGServers.pg15Capture), ("POLYGLOT_TEST_PG18_CAPTURE_URL", PGServers.pg18Capture)] {
             #expect(!url.isEmpty, Comment(rawValue: TestServers.missing(name)))
         }
     }

@@ -253,9 +253,8 @@ import Testing
     /// A captured dataset's copy reads the live copy's capture slot, which its relay acknowledges as it goes: a
     /// rebuild could not keep the changes it has not read, so it is refused, saying what to use instead.
     @Test func aCopyOfACapturedDatasetIsNotRebuilt() async throws {
-        // On pg15: its DDL stays out of the WAL that CaptureRelayTests' slots on pg18 decode.
-        let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg15)),
-                                    PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg15))],
+        let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg15Capture)),
+                                    PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg15Capture))],
                           datasets: [DatasetSpec(name: "docs", model: .documents, engine: "primary",
                                                  projections: [.search(on: "index", fields: ["title"])], capture: true)])
         let db = try await Polyglot(map: map, registry: PGServers.registry)
@@ -312,7 +311,8 @@ import Testing
         let url = TestServers.value("POLYGLOT_TEST_EMBEDDINGS_URL")
         try #require(!url.isEmpty, Comment(rawValue: TestServers.missing("POLYGLOT_TEST_EMBEDDINGS_URL")))
         setenv("POLYGLOT_TEST_EMBEDDINGS_KEY", TestServers.value("POLYGLOT_TEST_EMBEDDINGS_KEY"), 1)
-        let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18))],
+        let server = capture ? PGServers.pg18Capture : PGServers.pg18
+        let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: server))],
                           datasets: [DatasetSpec(name: "notes", model: .documents, engine: "primary",
                                                  projections: [.vectors(on: "primary", fields: ["title"], dimension: 32, embedder: "model")],
                                                  capture: capture)],

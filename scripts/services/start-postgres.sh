@@ -6,7 +6,10 @@
 #   pgfault       another PostgreSQL 15, with TLS, that the fault tests stop and restart (postgres-ctl pgfault ...)
 #   pgwalreplica  a small PostgreSQL 15 with wal_level=replica, where change capture must be refused with the fix
 # Variables written: POLYGLOT_TEST_PG15_URL, POLYGLOT_TEST_PG15_REPLICA_URL, POLYGLOT_TEST_PG18_URL, POLYGLOT_TEST_PGFAULT_URL,
-# POLYGLOT_TEST_PG_WAL_REPLICA_URL.
+# POLYGLOT_TEST_PG_WAL_REPLICA_URL, and POLYGLOT_TEST_PG15_CAPTURE_URL / POLYGLOT_TEST_PG18_CAPTURE_URL: a database of
+# its own on pg15 / pg18 for the change-capture tests. Logical decoding reads one database's WAL, and PostgreSQL
+# cannot decode a slot made while another session creates tables and writes to them (docs/postgres.md, "Limits"):
+# the other tests' migrations stay in `postgres`, out of the capture slots' way.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ctl="$(dirname "$0")/postgres-ctl"
@@ -35,6 +38,13 @@ PG15_BIN=/usr/lib/postgresql/15/bin
 setup_pg pg15 "$PG15_BIN"
 source "$SERVICES_RUN/pg15.conf"; PG15_PORT="$PORT"
 svc_env POLYGLOT_TEST_PG15_URL "postgres://postgres@127.0.0.1:$PG15_PORT/postgres"
+# capture_db BIN PORT: the capture tests' database on that server.
+capture_db() {
+  "$1/psql" -h 127.0.0.1 -p "$2" -U postgres -d postgres -qAtc "CREATE DATABASE polyglot_capture" >/dev/null \
+    || svc_fail "could not create the database polyglot_capture on 127.0.0.1:$2"
+}
+capture_db "$PG15_BIN" "$PG15_PORT"
+svc_env POLYGLOT_TEST_PG15_CAPTURE_URL "postgres://postgres@127.0.0.1:$PG15_PORT/polyglot_capture"
 
 # A hot standby of pg15.
 rport="$(svc_free_port)"; rdir="$SERVICES_DATA/pg15replica"
@@ -61,6 +71,8 @@ d="$ROOT"; while [ "$d" != "/" ]; do chmod o+x "$d" 2>/dev/null || true; d="$(di
 setup_pg pg18 "$PG18_BIN"
 source "$SERVICES_RUN/pg18.conf"
 svc_env POLYGLOT_TEST_PG18_URL "postgres://postgres@127.0.0.1:$PORT/postgres"
+capture_db "$PG18_BIN" "$PORT"
+svc_env POLYGLOT_TEST_PG18_CAPTURE_URL "postgres://postgres@127.0.0.1:$PORT/polyglot_capture"
 
 # A server the fault tests stop and restart mid-run (so no other test loses its server). It also speaks TLS,
 # with a throwaway self-signed certificate, for the TLS tests.
