@@ -165,6 +165,9 @@ public final class ReplicaRouting: Sendable {
         public var primaryReads = 0
         /// Reads that carried a token no replica had replayed in time, so the primary served them.
         public var primaryFallbacks = 0
+        /// Reads a replica answered "no such table, schema or column" (it had not replayed a migration), which the
+        /// primary then served; counted here instead of in `replicaReads`.
+        public var schemaFallbacks = 0
     }
     private let state = Mutex<(next: Int, stats: Stats)>((0, Stats()))
     private let lsn = Atomic<UInt64>(0)
@@ -235,8 +238,8 @@ public final class ReplicaRouting: Sendable {
     /// A replica lacked a relation or column (SQLSTATE `sqlState`): it has not replayed a migration yet, and the read
     /// goes to the primary instead.
     func fellBackForSchema(engine: PostgresEngine, sqlState: String) {
-        state.withLock { $0.stats.primaryFallbacks += 1; $0.stats.primaryReads += 1 }
-        engine.logger.notice("read served by the primary: a replica has not replayed the schema yet", metadata: [
+        state.withLock { $0.stats.schemaFallbacks += 1; $0.stats.replicaReads -= 1; $0.stats.primaryReads += 1 }
+        engine.logger.debug("read served by the primary: a replica lacks a relation or column (not replayed yet?)", metadata: [
             "engine": "\(engine.spec.name)", "sqlState": "\(sqlState)",
         ])
     }

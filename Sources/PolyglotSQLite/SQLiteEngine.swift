@@ -186,7 +186,10 @@ public final class SQLiteEngine: Engine, EngineFactory {
 
     public func prepare(_ datasets: [DatasetSpec]) async throws {
         try await write { c in
-            for ds in datasets { try c.script(try SQLiteSchema.script(for: ds, existingColumns: try SQLiteSchema.columns(of: ds.name, on: c))) }
+            for ds in datasets {
+                try c.script(try SQLiteSchema.script(for: ds, existingColumns: try SQLiteSchema.columns(of: ds.name, on: c)))
+                try SQLiteSchema.storeTimestampsAsSeconds(ds, on: c)
+            }
         }
         for ds in datasets {
             if ds.model == .vectors, let dim = ds.dimension {

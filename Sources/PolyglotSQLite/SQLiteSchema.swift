@@ -1,3 +1,4 @@
+import Foundation
 import Polyglot
 
 /// The DDL for Polyglot's own tables and for each dataset. Every statement is idempotent
@@ -16,7 +17,25 @@ enum SQLiteSchema {
     CREATE TABLE IF NOT EXISTS _polyglot_observations (
         interval_start REAL NOT NULL, interval_end REAL NOT NULL, dataset TEXT NOT NULL, engine TEXT NOT NULL, body TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS _polyglot_observations_time ON _polyglot_observations(interval_end);
+    CREATE TABLE IF NOT EXISTS _polyglot_conversions (name TEXT NOT NULL PRIMARY KEY);
     """
+
+    /// Table timestamp columns hold seconds since 1970 (REAL), so filters and sorting compare times. Before that,
+    /// text written as ISO 8601 was stored as text, which sorts above every number: once per table, such text is
+    /// converted to seconds (text that is not a time is left as it is). `_polyglot_conversions` records that it ran.
+    static func storeTimestampsAsSeconds(_ ds: DatasetSpec, on c: SQLiteConnection) throws {
+        let columns = ds.fields.filter { $0.type == .timestamp }.map(\.name)
+        guard ds.model == .table, !columns.isEmpty else { return }
+        let marker = "timestamps as seconds: " + ds.name
+        guard try c.query("SELECT 1 FROM _polyglot_conversions WHERE name = ?", [.text(marker)]).isEmpty else { return }
+        for column in columns {
+            for row in try c.query("SELECT rowid, \(q(column)) FROM \(q(ds.name)) WHERE typeof(\(q(column))) = 'text'") {
+                guard let rowid = row[0].int, let text = row[1].string, let date = Timestamp.parse(text) else { continue }
+                try c.run("UPDATE \(q(ds.name)) SET \(q(column)) = ? WHERE rowid = ?", [.real(date.timeIntervalSince1970), .integer(rowid)])
+            }
+        }
+        try c.run("INSERT INTO _polyglot_conversions(name) VALUES (?)", [.text(marker)])
+    }
 
     static func q(_ name: String) -> String { SQLFilter.quoteIdentifier(name) }
 

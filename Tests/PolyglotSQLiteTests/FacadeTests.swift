@@ -365,4 +365,27 @@ struct Product: Codable, Sendable, Equatable {
         #expect(try await docs.count() == 2)
         try await db.close()
     }
+
+    /// Timestamps written as ISO text before SQLite tables stored seconds stayed text, which sorts above every number:
+    /// a filter `at < …` missed them. Opening converts them once.
+    @Test func timestampTextStoredBeforeTablesKeptSecondsIsConvertedOnOpen() async throws {
+        let path = tempDir() + "/legacy.sqlite"
+        let map = DataMap(engines: [EngineSpec(name: "primary", kind: "sqlite", path: path)],
+                          datasets: [DatasetSpec(name: "events", model: .table, engine: "primary",
+                                                 fields: [FieldSpec("id", .integer, nullable: false), FieldSpec("at", .timestamp)], primaryKey: "id")])
+        let first = try await Polyglot(map: map, registry: .embedded)
+        // What an older version left: ISO text in the column, and no record of the conversion.
+        _ = try await first.sql(on: "primary", "INSERT INTO events(id, at) VALUES (1, '2023-11-14T22:13:20Z'), (2, 'not a time')")
+        _ = try await first.sql(on: "primary", "DELETE FROM _polyglot_conversions")
+        try await first.table("events").upsert(["id": 3, "at": 1.8e9])
+        #expect(try await first.table("events").count(.field("at") < 1.75e9) == 0, "text sorts above numbers before the conversion")
+        try await first.close()
+        let db = try await Polyglot(map: map, registry: .embedded)
+        let t = try db.table("events")
+        #expect(try await t.get(1)?["at"] == 1_700_000_000)
+        #expect(try await t.count(.field("at") < 1.75e9) == 1)
+        #expect(try await t.get(2)?["at"] == "not a time", "text that is not a time is left as it was")
+        #expect(try await db.sql(on: "primary", "SELECT count(*) AS n FROM _polyglot_conversions").first?["n"] == 1)
+        try await db.close()
+    }
 }

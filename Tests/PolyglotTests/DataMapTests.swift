@@ -173,9 +173,22 @@ import Testing
         #expect(Timestamp.seconds(.number(1.7e9)) == 1.7e9)
         #expect(Timestamp.seconds("9999-12-31T23:59:59Z") == 253_402_300_799)
         #expect(Timestamp.text(seconds: 1_700_000_000.25) == "2023-11-14T22:13:20.250Z")
+        #expect(Timestamp.seconds("2023-11-14T17:43:20.25-0430") == 1_700_000_000.25)
+        // Proleptic Gregorian, as PostgreSQL (`extract(epoch from '0001-01-01T00:00:00Z'::timestamptz)`) and SQLite count.
+        #expect(Timestamp.seconds("0001-01-01T00:00:00Z") == -62_135_596_800)
+        #expect(Timestamp.seconds("1970-01-01") == 0 && Timestamp.seconds("1969-12-31T23:59:59Z") == -1)
+        for text in ["0001-01-01T00:00:00.000Z", "1582-10-04T00:00:00.000Z", "1900-02-28T23:59:59.999Z", "2000-02-29T12:34:56.789Z",
+                     "2024-12-31T00:00:00.000Z", "9999-12-31T23:59:59.999Z"] {
+            let seconds = try #require(Timestamp.seconds(.string(text)), "\(text)")
+            #expect(Timestamp.text(seconds: seconds) == text)
+        }
     }
 
-    @Test(arguments: ["yesterday", "", "2023-13-01", "14/11/2023", "1700000000", "nan"])
+    /// Text that is not exactly a date, or a date and time with its zone, is refused: never read as a nearby time
+    /// (a parser that stops early read `2023-11-15T10:30:00`, zone-less, as that day's midnight).
+    @Test(arguments: ["yesterday", "", "2023-13-01", "14/11/2023", "1700000000", "nan", "2023-11-15T10:30:00", "2023-11-15 10:30:00Z",
+                      "2023-11-15T10:30Z", "2023-11-15T25:00:00Z", "2023-11-15junk", "2023-11-15T10:30:00Zjunk", "2023-02-30",
+                      "2023-02-29", "2023-11-15T10:30:00+25:00", "2023-11-15T10:30:60Z", "2023-11-15T10:30:00.Z", " 2023-11-15"])
     func textThatIsNotAnISOTimeIsRefused(_ text: String) {
         #expect(Timestamp.seconds(.string(text)) == nil)
     }
