@@ -177,7 +177,7 @@ enum PGText {
             return try JSON(parsing: text)
         case 1184, 1114, 1082: // timestamptz, timestamp, date
             guard let date = timestamp(text) else { return .string(text) }   // infinity, BC dates
-            return fieldType == .timestamp ? .number(date.timeIntervalSince1970) : .string(PGValue.isoString(date))
+            return fieldType == .timestamp ? .number(date.timeIntervalSince1970) : .string(Timestamp.text(date))
         case 17: // bytea, hex output
             guard text.hasPrefix("\\x"), let data = hex(text.dropFirst(2)) else { return .string(text) }
             return .string(data.base64EncodedString())

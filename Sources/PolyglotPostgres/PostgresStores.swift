@@ -570,7 +570,7 @@ struct PostgresTimeSeriesStore: TimeSeriesStore {
             var q = PGQuery()
             let from = Date(timeIntervalSince1970: Double(day) * Self.day)
             let to = Date(timeIntervalSince1970: Double(day + 1) * Self.day)
-            q.sql = "CREATE TABLE IF NOT EXISTS \(engine.table(name)) PARTITION OF \(table) FOR VALUES FROM (\(PGQuery.literal(PGValue.isoString(from)))) TO (\(PGQuery.literal(PGValue.isoString(to))))"
+            q.sql = "CREATE TABLE IF NOT EXISTS \(engine.table(name)) PARTITION OF \(table) FOR VALUES FROM (\(PGQuery.literal(Timestamp.text(from)))) TO (\(PGQuery.literal(Timestamp.text(to))))"
             try await engine.execute(c, q)
         }
         engine.partitions.withLock { $0.formUnion(missing.map(partitionName)) }

@@ -4,9 +4,6 @@ import PostgresNIO
 
 /// Conversions between JSON values and PostgreSQL cells.
 enum PGValue {
-    /// Timestamps read back as ISO 8601 text in UTC with milliseconds, as on every engine (`Timestamp`).
-    static func isoString(_ d: Date) -> String { Timestamp.text(d) }
-
     /// A cell as JSON: numbers, strings, booleans, JSON; timestamps as ISO 8601 text; bytea as base64.
     static func json(_ cell: PostgresCell) throws -> JSON {
         guard cell.bytes != nil else { return .null }
@@ -16,7 +13,7 @@ enum PGValue {
         case .float4, .float8: return .number(try cell.decode(Double.self))
         case .numeric: return .number(NSDecimalNumber(decimal: try cell.decode(Decimal.self)).doubleValue)
         case .json, .jsonb: return try JSON(parsing: Data(try cell.decode(String.self).utf8))
-        case .timestamptz, .timestamp, .date: return .string(isoString(try cell.decode(Date.self)))
+        case .timestamptz, .timestamp, .date: return .string(Timestamp.text(try cell.decode(Date.self)))
         case .bytea: return .string(try cell.decode(Data.self).base64EncodedString())
         case .text, .varchar, .bpchar, .name, .uuid: return .string(try cell.decode(String.self))
         default:

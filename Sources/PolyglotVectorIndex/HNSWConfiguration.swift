@@ -36,10 +36,6 @@ public struct HNSWConfiguration: Sendable, Hashable {
         self.seed = seed
     }
 
-    /// The largest ef (construction or search): beyond it a search list costs more than an exact scan, and
-    /// products such as `4 * ef` must not overflow.
-    public static let maxEf = 10_000
-
     func validate() throws {
         guard (1...4096).contains(dimension) else {
             throw PolyglotError(.invalidArgument, "HNSW dimension \(dimension) is out of range; it must be 1...4096.",
@@ -49,12 +45,12 @@ public struct HNSWConfiguration: Sendable, Hashable {
             throw PolyglotError(.invalidArgument, "HNSW m = \(m) is out of range; it must be 2...256.",
                                 fix: "Use m = 16 (the usual default); 32 or 48 for high-dimensional data needing very high recall.")
         }
-        guard (1...HNSWConfiguration.maxEf).contains(efConstruction) else {
-            throw PolyglotError(.invalidArgument, "HNSW efConstruction = \(efConstruction); it must be 1...\(HNSWConfiguration.maxEf).",
+        guard VectorIndexSpec.efRange.contains(efConstruction) else {
+            throw PolyglotError(.invalidArgument, "HNSW efConstruction = \(efConstruction); it must be 1...\(VectorIndexSpec.efRange.upperBound).",
                                 fix: "Use efConstruction = 200 (the usual default).")
         }
-        guard (1...HNSWConfiguration.maxEf).contains(efSearch) else {
-            throw PolyglotError(.invalidArgument, "HNSW efSearch = \(efSearch); it must be 1...\(HNSWConfiguration.maxEf).",
+        guard VectorIndexSpec.efRange.contains(efSearch) else {
+            throw PolyglotError(.invalidArgument, "HNSW efSearch = \(efSearch); it must be 1...\(VectorIndexSpec.efRange.upperBound).",
                                 fix: "Use efSearch = 64, or at least the k you query with.")
         }
     }

@@ -257,8 +257,8 @@ public final class HNSWIndex: Sendable {
         try validate(query, role: "query vector")
         try checkK(k)
         let efValue = ef ?? configuration.efSearch
-        guard (1...HNSWConfiguration.maxEf).contains(efValue) else {
-            throw PolyglotError(.invalidArgument, "ef = \(efValue); it must be 1...\(HNSWConfiguration.maxEf).",
+        guard VectorIndexSpec.efRange.contains(efValue) else {
+            throw PolyglotError(.invalidArgument, "ef = \(efValue); it must be 1...\(VectorIndexSpec.efRange.upperBound).",
                                 fix: "Pass ef of at least k (for example 64), or omit it to use configuration.efSearch.")
         }
         return lock.withReadLock {

@@ -136,7 +136,7 @@ public struct VectorCollection: Sendable {
     /// Answered by the approximate (HNSW) index where the engine has one; `ef` trades speed for recall per query.
     /// `exact: true` forces a full scan, which is what recall checks compare against.
     public func nearest(to query: [Float], k: Int = 10, where filter: Filter = .all, exact: Bool = false, ef: Int? = nil) async throws -> [VectorHit] {
-        if let ef, !(1...10_000).contains(ef) {
+        if let ef, !VectorIndexSpec.efRange.contains(ef) {
             throw PolyglotError(.invalidArgument, "ef \(ef) is out of range.", fix: "Pass ef from 1 to 10000 (at least k, e.g. 64), or nil for the dataset's default.")
         }
         try VectorMath.validate(query, dimension: dimension, dataset: name)

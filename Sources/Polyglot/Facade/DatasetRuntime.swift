@@ -277,9 +277,9 @@ final class DatasetRuntime: Sendable {
                     throw mismatch(p, spec, "a string prefix")
                 }
             case .compare(let p, _, let v):
-                if let spec = try field(p), !spec.type.accepts(v) { throw mismatch(p, spec, "a \(v.typeName)") }
+                if let spec = try field(p), !spec.type.accepts(v) { throw mismatch(p, spec, "a \(v.typeName)", operand: v) }
             case .isIn(let p, let vs):
-                if let spec = try field(p), let bad = vs.first(where: { !spec.type.accepts($0) }) { throw mismatch(p, spec, "a \(bad.typeName)") }
+                if let spec = try field(p), let bad = vs.first(where: { !spec.type.accepts($0) }) { throw mismatch(p, spec, "a \(bad.typeName)", operand: bad) }
             }
         }
         @discardableResult
@@ -293,8 +293,9 @@ final class DatasetRuntime: Sendable {
                                 fix: spec.model == .table ? "Filter on a declared column, or add the column to `columns:`."
                                     : "Filter on a declared field, or add '\(name)' under `fields:` in the data map (that also indexes it).")
         }
-        func mismatch(_ p: FieldPath, _ f: FieldSpec, _ got: String) -> PolyglotError {
-            if f.type == .timestamp, got == "a number" || got == "a string" {
+        func mismatch(_ p: FieldPath, _ f: FieldSpec, _ got: String, operand: JSON? = nil) -> PolyglotError {
+            // A number or text the timestamp type refused is out of range or not ISO 8601, not of the wrong type.
+            if f.type == .timestamp, let operand, operand.doubleValue != nil || operand.stringValue != nil {
                 return PolyglotError(.invalidFilter, "Dataset '\(spec.name)': the filter compares timestamp '\(p)' with \(got) that is not a time: seconds since 1970 or ISO 8601 text, in the years 1 to 9999.",
                                      fix: "Compare '\(p)' with seconds since 1970 (divide milliseconds by 1000) or ISO 8601 text.")
             }

@@ -14,7 +14,7 @@ extension DataMap {
         let engineNames = engines.map(\.name).sorted().joined(separator: ", ")
 
         func checkIndex(_ i: VectorIndexSpec, at: String) {
-            if !(2...128).contains(i.m) || !(1...10_000).contains(i.efConstruction) || !(1...10_000).contains(i.efSearch) {
+            if !(2...128).contains(i.m) || !VectorIndexSpec.efRange.contains(i.efConstruction) || !VectorIndexSpec.efRange.contains(i.efSearch) {
                 problem("\(at) has index settings m \(i.m), efConstruction \(i.efConstruction), efSearch \(i.efSearch).",
                         fix: "Use m between 2 and 128 (16 is a good default) and ef values from 1 to 10000, e.g. efConstruction 200, efSearch 64.")
             }

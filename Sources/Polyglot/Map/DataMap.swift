@@ -69,6 +69,10 @@ public enum VectorMetric: String, Sendable, Hashable, CaseIterable, Codable {
 
 /// Approximate nearest-neighbour index settings (HNSW) of a vectors dataset or projection.
 public struct VectorIndexSpec: Sendable, Hashable, Codable {
+    /// The ef values (construction and search) an index takes: beyond 10000 a search list costs more than an exact
+    /// scan, and products such as `4 * ef` must not overflow.
+    public static let efRange = 1...10_000
+
     /// Neighbours per node; more gives better recall and more memory.
     public var m: Int
     /// Candidate list size while building; more gives a better graph and slower inserts.
