@@ -62,7 +62,8 @@ final class RedisCacheBackend: CacheBackend {
     }
     private let flights = Mutex<[String: Flight]>([:])
     /// When this process's last load of a key ended (filled, refused or abandoned). A miss right after it does not
-    /// take the lock: its caller most likely joins that load in the facade, which will not fill again.
+    /// take the lock: it reads the entry once more (the fill may have landed after its first GET), and if that
+    /// misses too, its caller joins that load in the facade or loads without the lock.
     private let finishedLoads = Mutex<[String: ContinuousClock.Instant]>([:])
     static let rejoinWindow: Duration = .milliseconds(100)
     private let ids = Atomic<UInt64>(0)
@@ -132,7 +133,15 @@ final class RedisCacheBackend: CacheBackend {
             map[key] = nil
             return false
         }
-        if justFinished { return nil }
+        if justFinished {
+            // That load's fill has most likely landed since this caller's GET: look once more before loading.
+            do {
+                if let entry = RedisCacheBackend.entry(try await link.sendRaw(RedisCommand("GET", entryPrefix + key))) { return entry }
+            } catch {
+                failed(error, during: "a cache lookup")
+            }
+            return nil
+        }
         let lifetime = settings.lockTimeout
         let id = ids.add(1, ordering: .relaxed).newValue
         let (role, stale) = flights.withLock { map -> (Role, [CheckedContinuation<CachedEntry?, Never>]) in
