@@ -64,6 +64,12 @@ public final class RedisClient: Sendable, RedisCommandRunner {
         }
     }
 
+    /// Commands (a pipeline counts once) written to the server and waiting for their reply, over all connections.
+    /// For diagnostics and tests: it makes a turn on each connection's event loop.
+    func waitingCount() async -> Int {
+        await pool.waitingCount()
+    }
+
     /// Closes every connection; pending commands fail with ``RedisError/Kind/closed``, later ones too.
     public func close() async {
         await pool.close()

@@ -283,6 +283,12 @@ public final class RedisConnection: Sendable, RedisCommandRunner {
         if schedule { flushSoon() }
     }
 
+    /// Commands (a pipeline counts once) written to this connection and waiting for their reply.
+    func waitingCount() async -> Int {
+        let handler = self.handler
+        return (try? await channel.eventLoop.submit { handler.value.waitingCount }.get()) ?? 0
+    }
+
     // MARK: Closing
 
     /// Closes the connection; commands still pending fail with ``RedisError/Kind/closed``.

@@ -82,6 +82,8 @@ final class RedisConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     @exclusivity(unchecked) private var queue = CircularBuffer<Entry>(initialCapacity: 32)
     /// Whether no command waits for a reply (on the event loop).
     var isIdle: Bool { queue.isEmpty }
+    /// Commands (a pipeline counts once) sent and waiting for their reply (on the event loop).
+    var waitingCount: Int { queue.count }
     /// Replies collected so far for the batch at the head of the queue.
     @exclusivity(unchecked) private var batchResults: [RESPValue] = []
     @exclusivity(unchecked) private var received: ByteBuffer?

@@ -38,6 +38,13 @@ final class RedisPool: Sendable {
         return try await slots[i % slots.count].connection()
     }
 
+    /// Commands (a pipeline counts once) written to the open connections and waiting for their reply.
+    func waitingCount() async -> Int {
+        var n = 0
+        for s in slots { if let c = s.openConnection { n += await c.waitingCount() } }
+        return n
+    }
+
     func close() async {
         isClosed.store(true, ordering: .relaxed)
         for s in slots { await s.close() }
@@ -66,6 +73,14 @@ final class RedisPoolSlot: Sendable {
         self.sslContext = sslContext
         self.eventLoop = eventLoop
         self.index = index
+    }
+
+    /// The slot's connection when it has one open.
+    var openConnection: RedisConnection? {
+        state.withLock { s in
+            if case .connected(let c) = s, c.isOpen { return c }
+            return nil
+        }
     }
 
     private enum Action {

@@ -12,10 +12,28 @@ extension TestServers {
     /// blocked signals, so a server started by `redis-ctl start` would ignore SIGTERM and every stop would wait
     /// for the SIGKILL fallback. Here the child starts with no blocked signals and default handlers.
     ///
+    /// The spawn and the wait run on a thread of their own: a blocking `waitpid` on one of the concurrency pool's
+    /// threads (two on a 2-core machine) would stall every other test of the process while a server starts.
+    ///
     /// ```swift
-    /// try TestServers.runScript("postgres-ctl", ["pgfault", "restart"])
+    /// try await TestServers.runScript("postgres-ctl", ["pgfault", "restart"])
     /// ```
-    public static func runScript(_ script: String, _ arguments: [String]) throws {
+    public static func runScript(_ script: String, _ arguments: [String]) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            Thread.detachNewThread {
+                do {
+                    try runScriptBlocking(script, arguments)
+                    c.resume()
+                } catch {
+                    c.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// ``runScript(_:_:)`` on the calling thread, for the one place an `await` cannot go: a `defer` that puts a
+    /// server back after a failed test.
+    public static func runScriptBlocking(_ script: String, _ arguments: [String]) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let path = root.appendingPathComponent("scripts/services/" + script).path
         var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]

@@ -51,7 +51,7 @@ import Testing
                 }
             }
             try await Task.sleep(for: .milliseconds(200))
-            try MemcachedServers.control(Self.server, "kill")
+            try await MemcachedServers.control(Self.server, "kill")
             return try await group.reduce(into: [String]()) { $0.append($1) }
         }
         #expect(outcomes.count == 100, "some tasks never finished")
@@ -63,7 +63,7 @@ import Testing
         } catch let e as MemcachedError {
             #expect([.connectFailed, .connectionClosed].contains(e.kind), "\(e)")
         }
-        try MemcachedServers.control(Self.server, "start")
+        try await MemcachedServers.control(Self.server, "start")
         _ = try await eventually { try await mc.set("fault:back", Data("1".utf8)) }
         // Every connection of the pool works again.
         for _ in 0..<10 { #expect(try await mc.get("fault:back")?.value == Data("1".utf8)) }
@@ -74,7 +74,7 @@ import Testing
         let mc = try MemcachedServers.client(url, poolSize: 1, commandTimeout: .milliseconds(500))
         defer { Task { await mc.shutdown() } }
         try await eventually { try await mc.set("frozen", Data("x".utf8)) }
-        try MemcachedServers.control(Self.server, "pause")
+        try await MemcachedServers.control(Self.server, "pause")
         let errors = try await withThrowingTaskGroup(of: MemcachedError?.self) { group in
             for _ in 0..<20 {
                 group.addTask {
@@ -83,7 +83,7 @@ import Testing
             }
             return try await group.reduce(into: [MemcachedError?]()) { $0.append($1) }
         }
-        try MemcachedServers.control(Self.server, "resume")
+        try await MemcachedServers.control(Self.server, "resume")
         #expect(errors.allSatisfy { $0?.kind == .timeout }, "\(errors)")
         #expect(try await eventually { try await mc.get("frozen")?.value } == Data("x".utf8))
     }
@@ -98,7 +98,7 @@ import Testing
         let db = try await Polyglot(map: map, registry: MemcachedServers.registry)
         let kv = try db.keyValue("kv")
         try await kv.set("a", "1")
-        try MemcachedServers.control(Self.server, "stop")
+        try await MemcachedServers.control(Self.server, "stop")
         for _ in 0..<3 {
             let e = await expectPolyglotError(.engineUnavailable) { _ = try await kv.get("a") }
             #expect(e?.isRetryable == true)
@@ -107,7 +107,7 @@ import Testing
         await expectPolyglotError(.engineUnavailable) { _ = try await kv.increment("n") }
         await expectPolyglotError(.engineUnavailable) { _ = try await kv.scan() }
         await expectPolyglotError(.engineUnavailable) { try await db.engine("cache").ping() }
-        try MemcachedServers.control(Self.server, "start")
+        try await MemcachedServers.control(Self.server, "start")
         // memcached keeps nothing on disk: the restarted server is empty, and the engine works again.
         #expect(try await eventually { try await kv.get("a") } == nil)
         try await kv.set("a", "2")

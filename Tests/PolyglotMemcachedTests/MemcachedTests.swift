@@ -42,8 +42,8 @@ enum MemcachedServers {
     }
 
     /// Runs `scripts/services/memcached-ctl NAME ACTION` and waits for it.
-    static func control(_ name: String, _ action: String) throws {
-        try TestServers.runScript("memcached-ctl", [name, action])
+    static func control(_ name: String, _ action: String) async throws {
+        try await TestServers.runScript("memcached-ctl", [name, action])
     }
 }
 

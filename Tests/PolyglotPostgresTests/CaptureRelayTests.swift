@@ -8,7 +8,7 @@ import Testing
 /// Change capture feeding the relay: rows written by another service with plain SQL reach a search copy and an
 /// analytics table on another engine, and a Redis cache of a captured dataset is invalidated. Real PostgreSQL and
 /// Redis from scripts/services.
-@Suite struct CaptureRelayTests {
+@Suite(.makesCaptureSlots) struct CaptureRelayTests {
     static func map(redis: String) -> DataMap {
         DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg18Capture)),
                           PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg18Capture)),

@@ -102,7 +102,7 @@ func lsnValue(_ s: String?) -> UInt64 {
     return hi << 32 | lo
 }
 
-@Suite struct PostgresChangeCapture {
+@Suite(.makesCaptureSlots) struct PostgresChangeCapture {
     @Test(arguments: ["pg15", "pg18"])
     func writesFromPlainSQLAndThroughPolyglotArriveAsEventsInCommitOrder(_ server: String) async throws {
         let f = try await CaptureFixture(server == "pg15" ? PGServers.pg15Capture : PGServers.pg18Capture)

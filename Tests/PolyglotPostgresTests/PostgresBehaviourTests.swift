@@ -15,8 +15,8 @@ func openPostgres(_ url: String, datasets: [DatasetSpec], options: [String: Stri
 }
 
 /// Runs scripts/services/postgres-ctl to stop, start or restart one of the test servers.
-func postgresCtl(_ server: String, _ action: String) throws {
-    try TestServers.runScript("postgres-ctl", [server, action])
+func postgresCtl(_ server: String, _ action: String) async throws {
+    try await TestServers.runScript("postgres-ctl", [server, action])
 }
 
 let docs = DatasetSpec(name: "docs", model: .documents, engine: "subject", fields: [FieldSpec("name", .string)])
@@ -199,14 +199,14 @@ extension PostgresFaults {
         do {
             try await db.transaction(on: "subject") {
                 try await d.put("inside", ["name": "lost"])
-                try postgresCtl("pgfault", "stop")
+                try await postgresCtl("pgfault", "stop")
                 try await d.put("inside2", ["name": "lost"])
             }
             Issue.record("the transaction committed although the server stopped")
         } catch let e as PolyglotError {
             #expect(e.code == .engineUnavailable && e.isRetryable, "expected a typed, retryable error: \(e)")
         }
-        try postgresCtl("pgfault", "start")
+        try await postgresCtl("pgfault", "start")
         // The pool replaces its dead connections: reads and writes work again without reopening Polyglot.
         var recovered = false
         for _ in 0..<50 {
@@ -224,7 +224,7 @@ extension PostgresFaults {
         let db = try await openPostgres(PGServers.url("POLYGLOT_TEST_PGFAULT_URL"), datasets: [docs])
         let d = try db.documents("docs")
         try await d.put("a", ["name": "x"])
-        try postgresCtl("pgfault", "restart")
+        try await postgresCtl("pgfault", "restart")
         // The pool's old connections are dead; an idempotent read is retried on a new one.
         var got: Document?
         for _ in 0..<20 {

@@ -252,7 +252,7 @@ import Testing
 
     /// A captured dataset's copy reads the live copy's capture slot, which its relay acknowledges as it goes: a
     /// rebuild could not keep the changes it has not read, so it is refused, saying what to use instead.
-    @Test func aCopyOfACapturedDatasetIsNotRebuilt() async throws {
+    @Test(.makesCaptureSlots) func aCopyOfACapturedDatasetIsNotRebuilt() async throws {
         let map = DataMap(engines: [PGServers.freshSchema(EngineSpec(name: "primary", kind: "postgres", url: PGServers.pg15Capture)),
                                     PGServers.freshSchema(EngineSpec(name: "index", kind: "postgres", url: PGServers.pg15Capture))],
                           datasets: [DatasetSpec(name: "docs", model: .documents, engine: "primary",
@@ -323,7 +323,7 @@ import Testing
 
     /// A captured dataset's snapshot events all have position 0, and one transaction's captured events share its
     /// position: each document must still get its own vector (they were once matched to texts by position).
-    @Test func capturedRowsSharingAPositionEachGetTheirOwnEmbedding() async throws {
+    @Test(.makesCaptureSlots) func capturedRowsSharingAPositionEachGetTheirOwnEmbedding() async throws {
         let db = try await Self.notesWithRemoteEmbeddings(capture: true)
         let notes = try db.documents("notes")
         // Before the relay's capture slot exists: copied by its snapshot, all at position 0.

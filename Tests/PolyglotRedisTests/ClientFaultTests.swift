@@ -38,20 +38,34 @@ import Testing
         return attempts
     }
 
+    /// Waits until `count` commands (a pipeline counts once) wait for their reply on `redis`'s connections: the
+    /// order of the steps below is then a fact, not a guess from sleeps that a loaded machine can outlast.
+    func waitUntilWaiting(_ redis: RedisClient, count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while await redis.waitingCount() < count {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("only \(await redis.waitingCount()) of \(count) commands reached the server within 30 s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// The server is killed (SIGKILL) while a pipeline of commands waits behind a `DEBUG SLEEP`: every pending
     /// command fails with a typed connection error (none hangs, none times out instead), and after a restart on
     /// the same port the pool reconnects by itself.
     @Test func serverKilledMidPipeline() async throws {
-        let redis = try client { $0.poolSize = 2; $0.commandTimeout = .seconds(20) }
+        let redis = try client { $0.poolSize = 2; $0.commandTimeout = .seconds(60) }
         // Both pool connections open before the server blocks.
         try await redis.ping()
         try await redis.ping()
         try await redis.set("fault:k", "v")
         let results = try await withThrowingTaskGroup(of: Result<RESPValue, RedisError>.self) { group in
+            // The kill ends the sleep; its length only has to outlast the steps before the kill.
             group.addTask {
-                await attempt { () async throws(RedisError) in try await redis.send(["DEBUG", "SLEEP", "5"]) }
+                await attempt { () async throws(RedisError) in try await redis.send(["DEBUG", "SLEEP", "30"]) }
             }
-            try await Task.sleep(for: .milliseconds(100))
+            try await waitUntilWaiting(redis, count: 1)
             for t in 0..<100 {
                 group.addTask {
                     await attempt { () async throws(RedisError) in
@@ -60,9 +74,9 @@ import Testing
                     }
                 }
             }
-            // Let every command reach the socket, then crash the server.
-            try await Task.sleep(for: .milliseconds(300))
-            try RedisServers.control(Self.server, "kill")
+            // Every command waits for its reply (the server sleeps); then crash the server.
+            try await waitUntilWaiting(redis, count: 101)
+            try await RedisServers.control(Self.server, "kill")
             var out: [Result<RESPValue, RedisError>] = []
             for try await r in group { out.append(r) }
             return out
@@ -83,7 +97,7 @@ import Testing
         } catch {
             #expect([.connectFailed, .unavailable].contains(error.kind), "\(error)")
         }
-        try RedisServers.control(Self.server, "start")
+        try await RedisServers.control(Self.server, "start")
         _ = try await waitUntilAnswering(redis)
         // Every slot of the pool works again.
         for _ in 0..<6 { try await redis.ping() }
@@ -96,7 +110,7 @@ import Testing
     @Test func stopAndRestartWithBackoff() async throws {
         let redis = try client { $0.poolSize = 3 }
         try await redis.set("fault:restart", "before")
-        try RedisServers.control(Self.server, "stop")
+        try await RedisServers.control(Self.server, "stop")
         var kinds: Set<RedisError.Kind> = []
         // Until the backoff shows (each slot backs off after its failed connect; on a loaded machine a backoff
         // window can pass before the next ping reaches that slot, so the count is generous, not a timing).
@@ -112,7 +126,7 @@ import Testing
         }
         #expect(kinds.isSubset(of: [.connectionClosed, .connectFailed, .unavailable]), "\(kinds)")
         #expect(kinds.contains(.unavailable), "backoff never kicked in: \(kinds)")
-        try RedisServers.control(Self.server, "start")
+        try await RedisServers.control(Self.server, "start")
         _ = try await waitUntilAnswering(redis, inARow: 3)
         // The restarted server is empty (no persistence): the client sees the new server.
         #expect(try await redis.get("fault:restart") == nil)
@@ -122,10 +136,11 @@ import Testing
     /// No reply within the command timeout: the command and everything pending on that connection fail with
     /// `timeout`, the connection is dropped, and the client works again once the server answers.
     @Test func commandTimeout() async throws {
-        let redis = try client { $0.poolSize = 1; $0.commandTimeout = .milliseconds(400) }
+        let redis = try client { $0.poolSize = 1; $0.commandTimeout = .seconds(1) }
         try await redis.ping()
-        async let sleeping = attempt { () async throws(RedisError) in try await redis.send(["DEBUG", "SLEEP", "2"]) }
-        try await Task.sleep(for: .milliseconds(50))
+        async let sleeping = attempt { () async throws(RedisError) in try await redis.send(["DEBUG", "SLEEP", "3"]) }
+        // GET queues behind the sleep on the one connection (a second later, the sleep's timeout has dropped it).
+        try await waitUntilWaiting(redis, count: 1)
         async let queued = attempt { () async throws(RedisError) in try await redis.send(["GET", "x"]) }
         let (a, b) = await (sleeping, queued)
         for r in [a, b] {

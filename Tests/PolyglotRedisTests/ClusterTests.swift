@@ -154,6 +154,10 @@ import Testing
             var args: [any RedisArgument] = [host, port, "", 0, 5000, "KEYS"]
             for b in batch { if let buf = b.buffer { args.append(buf) } }
             _ = try await src.send(RedisCommand("MIGRATE", arguments: args))
+            if moved == 0 {
+                // Keep the slot half moved until the workload has met a moved key (ASK), however late it starts.
+                try await waitUntil(deadline: .seconds(20)) { redis.redirects.ask > 0 }
+            }
             moved += batch.count
             try await Task.sleep(for: .milliseconds(30))
         }
@@ -162,7 +166,8 @@ import Testing
         for (node, c) in admin where node != source && node != target {
             _ = try await c.send(["CLUSTER", "SETSLOT", slot, "NODE", targetID])
         }
-        try await Task.sleep(for: .milliseconds(200))
+        // And until it has met the slot's new owner through a stale map (MOVED).
+        try await waitUntil(deadline: .seconds(20)) { redis.redirects.moved > 0 }
         stop.set()
         let (counts, errors) = await workload.value
 
@@ -181,6 +186,12 @@ import Testing
         for c in admin.values { await c.close() }
         await redis.close()
     }
+}
+
+/// Polls `condition` every 10 ms until it holds or `deadline` has passed (the test's expectations then say what failed).
+func waitUntil(deadline: Duration, _ condition: () -> Bool) async throws {
+    let end = ContinuousClock.now + deadline
+    while !condition(), ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(10)) }
 }
 
 final class Flag: Sendable {

@@ -33,8 +33,8 @@ enum RedisServers {
 
     /// Runs `scripts/services/redis-ctl NAME ACTION` (start, stop, restart, kill) and waits for it: through
     /// `redisControl`, which spawns it with no blocked signals, so the servers it starts can be stopped by SIGTERM.
-    static func control(_ name: String, _ action: String) throws {
-        try redisControl(name, action)
+    static func control(_ name: String, _ action: String) async throws {
+        try await redisControl(name, action)
     }
 
     private static func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }

@@ -133,18 +133,25 @@ import Testing
         let dir = tempDir()
         let db = try await Polyglot(map: Self.map(dir), registry: .embedded)
         let articles = try db.documents("articles")
-        let a = db.relay(RelayOptions(leaseDuration: .milliseconds(300), holder: "relay-a"))
-        let b = db.relay(RelayOptions(leaseDuration: .milliseconds(300), holder: "relay-b"))
+        // Leases of 3 s: long enough that a test paused by a loaded machine still sees a's lease hold.
+        let lease = Duration.seconds(3)
+        let a = db.relay(RelayOptions(leaseDuration: lease, holder: "relay-a"))
+        let b = db.relay(RelayOptions(leaseDuration: lease, holder: "relay-b"))
         try await articles.put("x1", ["title": "first", "body": "one"])
+        let leased = ContinuousClock.now        // a's lease is taken after this, so it holds until at least leased + 3 s
         #expect(try await a.catchUp() == 1)
+        let stepped = ContinuousClock.now       // ...and it was taken before this, so it ends by stepped + 3 s
         try await articles.put("x2", ["title": "second", "body": "two"])
-        // b may not apply while a's lease holds.
-        #expect(try await b.catchUp() == 0)
-        #expect(b.status().first?.leader == false)
-        #expect(try await articles.search("second").isEmpty)
+        // b may not apply while a's lease holds (checked only when it surely still holds).
+        let applied = try await b.catchUp()
+        if ContinuousClock.now - leased < lease - .milliseconds(500) {
+            #expect(applied == 0)
+            #expect(b.status().first?.leader == false)
+            #expect(try await articles.search("second").isEmpty)
+        }
         // a stops (no more steps); once its lease expires b takes over from a's checkpoint: x2 only.
-        try await Task.sleep(for: .milliseconds(400))
-        #expect(try await b.catchUp() == 1)
+        try await Task.sleep(until: stepped + lease + .milliseconds(200))
+        #expect(try await b.catchUp() + applied == 1, "x2 is applied once, by b")
         #expect(b.status().first?.leader == true)
         #expect(try await articles.search("second").map(\.id) == ["x2"])
         #expect(try await articles.search("first").map(\.id) == ["x1"])

@@ -121,9 +121,10 @@ struct APITests {
             // TTL: present while young (checked only if the machine answered within the TTL), gone after it.
             let written = ContinuousClock.now
             #expect(try await c.call(.put, "/v1/kv/sessions/short?ttl=1s", body: "x").status == .ok)
+            let stored = ContinuousClock.now    // the TTL started between `written` and now
             let young = try await c.call(.get, "/v1/kv/sessions/short")
             if ContinuousClock.now - written < .milliseconds(900) { #expect(young.status == .ok) }
-            try await Task.sleep(until: written + .milliseconds(1500))
+            try await Task.sleep(until: stored + .milliseconds(1500))
             #expect(try await c.call(.get, "/v1/kv/sessions/short").status == .notFound)
             #expect(try await c.call(.put, "/v1/kv/sessions/k?ttl=soon", body: "x").problemCode == "bad-query")
 
