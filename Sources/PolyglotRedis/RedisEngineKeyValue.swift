@@ -5,8 +5,9 @@ import Polyglot
 /// A keyValue dataset on Redis: one Redis string per key, under `<keyPrefix>kv:<dataset>:`.
 ///
 /// - `set` is `SET ... PX`, `delete` is `DEL`.
-/// - `getMany` is one `MGET` per 1,000 keys; `setMany` one `MSET` without a TTL, else `MULTI`, a `SET ... PX` per
-///   entry and `EXEC` in one pipeline: one round trip, all or nothing.
+/// - `getMany` is one script around `MGET` per 1,000 keys (a key of another Redis type fails, as in `get`).
+/// - `setMany` is one `MSET` without a TTL, else `MULTI`, a `SET ... PX` per entry and `EXEC` in one pipeline: one
+///   round trip, all or nothing.
 /// - `increment` is one script around `INCRBY`: atomic, keeps the key's TTL, and applies `ttl` only to a key it creates.
 /// - `scan` walks `SCAN MATCH <prefix>*` (glob characters in the prefix escaped), then sorts by key bytes and pages
 ///   with `after`/`limit`; values and expiries are read in one script per page.
@@ -54,9 +55,9 @@ struct RedisKeyValueStore: KeyValueStore {
         var out: [String: Data] = [:]
         for start in stride(from: 0, to: unique.count, by: 1000) {
             let chunk = unique[start..<min(unique.count, start + 1000)]
-            let reply = try await link.send(RedisCommand("MGET", arguments: chunk.map { redisKey($0) }))
+            let reply = try await link.eval(link.scripts.getMany, keys: chunk.map { redisKey($0) }, arguments: [], during: "getMany of '\(dataset)'")
             guard let values = reply.array, values.count == chunk.count else {
-                throw PolyglotError(.engineFailure, "Engine '\(engineName)' (redis): MGET answered \(reply).", fix: "Check the server is Redis 7 or later.")
+                throw PolyglotError(.engineFailure, "Engine '\(engineName)' (redis): getMany's MGET answered \(reply).", fix: "Check the server is Redis 7 or later.")
             }
             for (key, value) in zip(chunk, values) { if let d = value.data { out[key] = d } }
         }

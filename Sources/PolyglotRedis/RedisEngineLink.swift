@@ -4,7 +4,7 @@ import Polyglot
 
 /// The engine's scripts, bound to its client (each hashed once; run with EVALSHA, EVAL on NOSCRIPT).
 struct RedisEngineScripts: Sendable {
-    let fill, invalidate, claim, release, increment, compareAndSet, fetch: RedisScript
+    let fill, invalidate, claim, release, increment, compareAndSet, fetch, getMany: RedisScript
     let sessionGet, sessionWrite, sessionRemove, gcra, around: RedisScript
 
     init(_ client: RedisClient) {
@@ -15,6 +15,7 @@ struct RedisEngineScripts: Sendable {
         increment = client.script(RedisScripts.increment)
         compareAndSet = client.script(RedisScripts.compareAndSet)
         fetch = client.script(RedisScripts.fetch)
+        getMany = client.script(RedisScripts.getMany)
         sessionGet = client.script(RedisScripts.sessionGet)
         sessionWrite = client.script(RedisScripts.sessionWrite)
         sessionRemove = client.script(RedisScripts.sessionRemove)

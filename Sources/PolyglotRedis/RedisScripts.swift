@@ -76,6 +76,21 @@ enum RedisScripts {
         return 0
         """
 
+    /// MGET that tells a missing key from a key of another Redis type (MGET answers nil for both), so `getMany`
+    /// fails on such a key as `get` and `scan` do. KEYS: the keys. Returns MGET's reply.
+    static let getMany = """
+        local values = redis.call('MGET', unpack(KEYS))
+        for i = 1, #KEYS do
+          if not values[i] then
+            local t = redis.call('TYPE', KEYS[i])['ok']
+            if t ~= 'none' then
+              return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value: ' .. KEYS[i] .. ' is a ' .. t)
+            end
+          end
+        end
+        return values
+        """
+
     /// The values and absolute expiries (ms since 1970, -1 for none) of existing keys.
     /// KEYS: the keys. Returns a flat array {key, value, expiry, ...} of the keys that still exist.
     static let fetch = """

@@ -133,6 +133,13 @@ func expectPolyglotError(_ code: PolyglotError.Code, _ body: () async throws -> 
         let e = await expectPolyglotError(.conflict) { _ = try await kv.get("h") }
         #expect(e?.message.contains("WRONGTYPE") == true, "the server's message is carried: \(String(describing: e))")
         _ = await expectPolyglotError(.conflict) { _ = try await kv.increment("h") }
+        // The store's getMany too (MGET alone answers nil for such a key, as for a missing one), and scan.
+        let store = try engine.keyValueStore(for: db.map.datasets[0])
+        try await kv.set("s", Data("string".utf8))
+        let many = await expectPolyglotError(.conflict) { _ = try await store.getMany(["s", "missing", "h"]) }
+        #expect(many?.message.contains("kv:kv:h is a hash") == true, "the key and its type are named: \(String(describing: many))")
+        #expect(try await store.getMany(["s", "missing"]) == ["s": Data("string".utf8)])
+        _ = await expectPolyglotError(.conflict) { _ = try await kv.scan(prefix: "") }
         #expect(try await engine.client.send("TYPE", engine.keyPrefix + "kv:kv:h").string == "hash", "a failed call changed nothing")
     }
 
