@@ -33,6 +33,9 @@ struct BadInputTests {
             expectProblem(try await c.call(.post, "/v1/nearest/embeddings", json: #"{"vector":[1,0,0],"k":0}"#), .badRequest, "bad-field")
             expectProblem(try await c.call(.post, "/v1/timeseries/views", json: #"{"samples":[{"series":"a","value":"x"}]}"#), .badRequest, "bad-field")
             expectProblem(try await c.call(.post, "/v1/timeseries/views", json: #"{"samples":[{"series":"a","value":1,"time":"yesterday"}]}"#), .badRequest, "bad-time")
+            let nan = try await c.call(.get, "/v1/timeseries/views/range?series=a&from=nan")
+            expectProblem(nan, .badRequest, "bad-time")
+            #expect(nan.json["detail"]?.stringValue?.contains("it is \"nan\"") == true, "the value as sent: \(nan.text)")
             expectProblem(try await c.call(.get, "/v1/documents/products?limit=abc"), .badRequest, "bad-query")
             expectProblem(try await c.call(.get, "/v1/graph/links/traverse/a?depth=99"), .badRequest, "bad-query")
             // Unknown dataset, wrong model, unknown route.

@@ -78,7 +78,9 @@ extension PolyglotServer {
 
     /// An ISO 8601 time or seconds since 1970, in the years 1 to 9999 (`Timestamp`).
     static func date(_ text: String, name: String) throws -> Date {
-        try date(Double(text).map { JSON.number($0) } ?? .string(text), name: name)
+        // `nan` and `inf` parse as Doubles but are no JSON number (they would be reported as "null"): keep the text.
+        if let seconds = Double(text), seconds.isFinite { return try date(.number(seconds), name: name) }
+        return try date(.string(text), name: name)
     }
 
     static func date(_ json: JSON, name: String) throws -> Date {
