@@ -7,11 +7,6 @@ import PolyglotTesting
 import Synchronization
 import Testing
 
-/// Runs `scripts/services/redis-ctl NAME ACTION` and waits for it (see ``TestServers/runScript(_:_:)``).
-func redisControl(_ name: String, _ action: String) async throws {
-    try await TestServers.runScript("redis-ctl", [name, action])
-}
-
 /// Keeps every log message, to count how often something was logged.
 struct RecordingLogHandler: LogHandler {
     let recorder: LogRecorder
@@ -72,7 +67,7 @@ final class LogRecorder: Sendable {
         let dir = try await redis.client.send("CONFIG", "GET", "dir").array?.last?.string ?? ""
         _ = try await redis.client.send("SAVE")
 
-        try await redisControl(Self.server, "stop")
+        try await RedisServers.control(Self.server, "stop")
         for _ in 0..<20 { #expect(try await items.get("a")?.json()["v"] == 1) }
         var stats = try #require(db.telemetry.snapshot().caches["cache"])
         #expect(stats.degraded)
@@ -86,7 +81,7 @@ final class LogRecorder: Sendable {
             #expect(try await items.get("b") == nil)
         }
 
-        try await redisControl(Self.server, "start")
+        try await RedisServers.control(Self.server, "start")
         restarted = true
         defer { try? FileManager.default.removeItem(atPath: dir + "/dump.rdb") }
         // The restarted server holds the stale v1 entry (a fresh client reads it directly).
@@ -122,7 +117,7 @@ final class LogRecorder: Sendable {
     /// cache once the server is up.
     @Test func startsWhileTheCacheIsDown() async throws {
         let url = try #require(RedisServers.fault, Comment(rawValue: TestServers.missing(RedisServers.faultVariable)))
-        try await redisControl(Self.server, "stop")
+        try await RedisServers.control(Self.server, "stop")
         var started = false
         defer { if !started { try? TestServers.runScriptBlocking("redis-ctl", [Self.server, "start"]) } }
         let cache = RedisEngineFixture.engine(url, name: "cache", options: ["retryInterval": "100ms", "connectTimeout": "500ms"])
@@ -134,7 +129,7 @@ final class LogRecorder: Sendable {
         try await items.put("a", ["v": 1])
         #expect(try await items.get("a")?.json()["v"] == 1)
         #expect(db.telemetry.snapshot().caches["cache"]?.degraded == true)
-        try await redisControl(Self.server, "start")
+        try await RedisServers.control(Self.server, "start")
         started = true
         var hits: UInt64 = 0
         for _ in 0..<200 {
@@ -164,13 +159,13 @@ final class LogRecorder: Sendable {
         // Stand-ins for entries the outage will make stale: the restart below keeps the data (SAVE + reload).
         let dir = try await redis.client.send("CONFIG", "GET", "dir").array?.last?.string ?? ""
         _ = try await redis.client.send("SAVE")
-        try await redisControl(Self.server, "stop")
+        try await RedisServers.control(Self.server, "stop")
         var restarted = false
         defer { if !restarted { try? TestServers.runScriptBlocking("redis-ctl", [Self.server, "start"]) } }
         for i in 0..<5 { try await items.put("k\(i)", ["v": 2]) }
         let during = try #require(db.telemetry.snapshot().caches["cache"])
         #expect(during.degraded && during.pendingInvalidations <= 2)
-        try await redisControl(Self.server, "start")
+        try await RedisServers.control(Self.server, "start")
         restarted = true
         defer { try? FileManager.default.removeItem(atPath: dir + "/dump.rdb") }
         let probe = try RedisClient(url: url)

@@ -31,10 +31,10 @@ enum RedisServers {
     /// The PEM certificate the TLS server uses (self-signed, so it is also the CA to trust).
     static var tlsCA: String? { nonEmpty(TestServers.value(tlsCAVariable)) }
 
-    /// Runs `scripts/services/redis-ctl NAME ACTION` (start, stop, restart, kill) and waits for it: through
-    /// `redisControl`, which spawns it with no blocked signals, so the servers it starts can be stopped by SIGTERM.
+    /// Runs `scripts/services/redis-ctl NAME ACTION` (start, stop, restart, kill) and waits for it (see
+    /// ``TestServers/runScript(_:_:)``: no blocked signals, so the servers it starts can be stopped by SIGTERM).
     static func control(_ name: String, _ action: String) async throws {
-        try await redisControl(name, action)
+        try await TestServers.runScript("redis-ctl", [name, action])
     }
 
     private static func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }
