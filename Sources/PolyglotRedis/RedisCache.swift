@@ -125,7 +125,7 @@ final class RedisCacheBackend: CacheBackend {
 
     /// After a miss: the value another loader produced, or nil when this caller must load (holding the lock, or
     /// after waiting in vain).
-    private func coordinateMiss(_ key: String) async -> CachedEntry? {
+    func coordinateMiss(_ key: String) async -> CachedEntry? {
         let now = ContinuousClock.now
         let justFinished = finishedLoads.withLock { map -> Bool in
             guard let at = map[key] else { return false }

@@ -1,6 +1,6 @@
 import Foundation
 import Polyglot
-import PolyglotRedis
+@testable import PolyglotRedis
 import PolyglotSQLite
 import PolyglotTesting
 import Testing
@@ -69,6 +69,22 @@ struct TwoProcesses {
         }
         let sa = p.a.telemetry.snapshot().caches["cache"], sb = p.b.telemetry.snapshot().caches["cache"]
         #expect((sa?.fills ?? 0) + (sb?.fills ?? 0) == 3)
+    }
+
+    /// A caller whose lookup missed just before this process's loader filled the entry reaches the single-flight
+    /// step after that load ended: it must find the entry, not load the source again (by then the facade's shared
+    /// load may be gone). Under CPU load this made `hundredConcurrentMisses...` load twice (a CI failure); here the
+    /// late caller is made directly.
+    @Test func aMissRightAfterThisProcessFilledTheEntryGetsTheEntry() async throws {
+        let p = try await TwoProcesses.open()
+        defer { Task { await p.close() } }
+        let backend = try #require(try p.a.cacheBackend(for: "items") as? RedisCacheBackend)
+        let key = "doc\u{1F}items\u{1F}late"
+        #expect(try await backend.lookup(key) == nil, "a miss; this caller now holds the lock and loads")
+        let loaded = CachedEntry(version: 1, data: Data("loaded".utf8))
+        #expect(try await backend.fill(key, loaded, ttl: .seconds(60), jitter: 0, loadStartedAt: .now))
+        // The late caller, within the rejoin window after the load ended.
+        #expect(await backend.coordinateMiss(key)?.data == loaded.data)
     }
 
     @Test func writesInOneInstanceInvalidateTheOther() async throws {
