@@ -14,7 +14,9 @@ import Synchronization
 /// A lookup is one `GET`. On a miss, one script either finds the value (it arrived meanwhile), or takes the lock
 /// for this caller, or reports that another process holds it; then this process polls (1 ms doubling to 20 ms)
 /// until the value lands or the lock is gone, up to `waitTimeout`, and only then loads the source itself.
-/// Within one process, concurrent misses of a key share one such wait.
+/// Within one process, concurrent misses of a key share one such wait. A miss within 100 ms after this process's
+/// own load of the key ended takes no lock: it reads the entry once more (a second `GET`) and, if that misses
+/// too, its caller joins that load in the facade or loads without the lock.
 ///
 /// Fills and invalidations are scripts that compare versions on the server: a fill never replaces a newer version
 /// or a newer tombstone; a fill whose load took longer than `tombstoneLifetime` is refused, because it may have
@@ -123,8 +125,8 @@ final class RedisCacheBackend: CacheBackend {
 
     private enum Role { case driver(UInt64), waiter }
 
-    /// After a miss: the value another loader produced, or nil when this caller must load (holding the lock, or
-    /// after waiting in vain).
+    /// After a miss: the value another loader produced, or nil when this caller must load (holding the lock, after
+    /// waiting in vain, or, right after this process's own load of the key, without the lock).
     func coordinateMiss(_ key: String) async -> CachedEntry? {
         let now = ContinuousClock.now
         let justFinished = finishedLoads.withLock { map -> Bool in
@@ -134,7 +136,9 @@ final class RedisCacheBackend: CacheBackend {
             return false
         }
         if justFinished {
-            // That load's fill has most likely landed since this caller's GET: look once more before loading.
+            // That load's fill has most likely landed since this caller's GET: look once more before loading
+            // (unless the cache went degraded meanwhile: no hits until pending invalidations are delivered).
+            guard healthy.load(ordering: .acquiring) else { return nil }
             do {
                 if let entry = RedisCacheBackend.entry(try await link.sendRaw(RedisCommand("GET", entryPrefix + key))) { return entry }
             } catch {
