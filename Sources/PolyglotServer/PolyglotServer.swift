@@ -108,7 +108,7 @@ public final class PolyglotServer: Sendable {
                 let subject = context.key.map { "key:\($0.id)" } ?? "addr:\(context.peer)"
                 if let wait = limiter.take(subject) {
                     throw Problem(.tooManyRequests, code: "rate-limited",
-                                  detail: "This \(context.key == nil ? "client" : "key") sent more than \(Int(configuration.rateLimitPerSecond)) requests per second.",
+                                  detail: "This \(context.key == nil ? "client" : "key") sent more than \(Self.rateText(configuration.rateLimitPerSecond)) (bursts of \(Self.number(configuration.rateLimitBurst))).",
                                   fix: "Retry after the Retry-After header's seconds, or ask for a higher --rate-limit.",
                                   headers: ["Retry-After": "\(max(1, Int(wait.rounded(.up))))"])
                 }
@@ -192,6 +192,17 @@ public final class PolyglotServer: Sendable {
             throw Problem.badRequest("bad-token", "'\(text)' is not a consistency token.", fix: "Send back the Polyglot-Token header of a write unchanged (engine:position).")
         }
         return token
+    }
+
+    /// A request rate as people say it: "20 requests per second", "2.5 requests per second", "one request every 5 s"
+    /// (rates under one per second, which `--rate-limit` accepts, read as "0 requests per second" otherwise).
+    static func rateText(_ perSecond: Double) -> String {
+        perSecond >= 1 ? "\(number(perSecond)) requests per second" : "one request every \(number(1 / perSecond)) s"
+    }
+
+    /// A whole number without its ".0", else one decimal.
+    static func number(_ x: Double) -> String {
+        x.rounded() == x && abs(x) < 1e15 ? String(Int(x)) : String(format: "%.1f", x)
     }
 
     static func tooLarge(_ max: Int) -> Problem {
